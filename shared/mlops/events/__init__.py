@@ -1,0 +1,25 @@
+"""Typed events, their envelope and their wire format."""
+
+from mlops.events.codec import EventValidationError, build, decode, encode, event_class
+from mlops.events.envelope import Envelope, EnvelopeError
+from mlops.events.types import (
+    EVENT_CLASSES,
+    EVENTS_BY_TYPE,
+    DataReady,
+    DeployedModel,
+    Event,
+    ModelDeployed,
+    ModelEvaluated,
+    ModelRegistered,
+    ModelTrained,
+    Prediction,
+    PredictionMade,
+    StageFailed,
+    WatchTick,
+)
+
+__all__ = [
+    "EVENT_CLASSES", "EVENTS_BY_TYPE", "DataReady", "DeployedModel", "Envelope", "EnvelopeError", "Event",
+    "EventValidationError", "ModelDeployed", "ModelEvaluated", "ModelRegistered", "ModelTrained",
+    "Prediction", "PredictionMade", "StageFailed", "WatchTick", "build", "decode", "encode", "event_class",
+]

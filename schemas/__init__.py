@@ -1,0 +1,1 @@
+"""The Avro schemas of every event, shipped inside the shared library as package data (mlops.schemas)."""

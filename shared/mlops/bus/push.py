@@ -1,0 +1,197 @@
+"""The Pub/Sub push endpoint of a service: decode, dispatch to a pure handler, publish, answer.
+
+The status code is how a push subscriber talks to Pub/Sub, so it is chosen with care:
+- 204: handled (or dead-lettered by us); Pub/Sub forgets the message.
+- 503: a transient failure; Pub/Sub redelivers with the subscription's backoff, and after its
+  `max_delivery_attempts` moves the message to the dead-letter topic itself.
+- 400: the HTTP request is not a push request at all (nobody to dead-letter for).
+A message that can never succeed (bad envelope, unknown type, payload off-schema, or a handler's
+`PermanentError`) is copied to the dead-letter topic *by us* with the reason in its attributes and
+then acknowledged: returning 4xx would make Pub/Sub retry a poison message until retention runs out.
+Every failure is also published as a `stage.failed` event, so operators find the reason in the archive.
+
+Output event ids are derived from the input id (uuid5), so a redelivered input republishes the same
+ids and each downstream stage's idempotence check (keyed on its input id) sees a duplicate.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from flask import Flask, Response, jsonify, request
+
+from mlops.bus.publisher import EventBus
+from mlops.events import Envelope, EnvelopeError, Event, EventValidationError, StageFailed, decode
+from mlops.events.catalog import dataschema_uri
+from mlops.events.envelope import new_id, now_rfc3339, source_of
+from mlops.log import trace_from_header
+
+log = structlog.get_logger("push")
+
+OUTPUT_ID_NAMESPACE = uuid.UUID("6f1b7e2a-3c84-4d1e-9a57-0b5e8a1c2d3f")
+PUBLISH_TIMEOUT_S = 30.0
+
+
+class PermanentError(Exception):
+    """The input can never succeed, however often it is retried: dead-letter it now."""
+
+
+Handler = Callable[[Event, Envelope], Sequence[Event]]
+
+
+@dataclass(frozen=True)
+class Route:
+    handler: Handler
+    starts_run: bool = False  # the data-watcher mints a new run id for each data.ready it emits
+
+
+@dataclass
+class PushEndpoint:
+    """Everything a service's push endpoint needs, injected: no clients are built here."""
+
+    service: str
+    project: str
+    bus: EventBus
+    routes: dict[str, Route]
+    dead_letter_topic: str
+    health: Callable[[], dict[str, Any]] = field(default=lambda: {})
+
+    def output_envelopes(self, incoming: Envelope, events: Sequence[Event], starts_run: bool) -> list[Envelope]:
+        envelopes = []
+        for index, event in enumerate(events):
+            seed = f"{incoming.id}/{self.service}/{index}"
+            envelope = Envelope(
+                id=str(uuid.uuid5(OUTPUT_ID_NAMESPACE, seed)),
+                type=event.EVENT_TYPE,
+                source=source_of(self.service),
+                time=now_rfc3339(),
+                dataschema=dataschema_uri(event.EVENT_TYPE),
+                run_id=str(uuid.uuid5(OUTPUT_ID_NAMESPACE, seed + "/run")) if starts_run else incoming.run_id,
+                causation_id=incoming.id,
+                replay_of=incoming.replay_of,
+                pipeline=getattr(event, "pipeline", None) or incoming.pipeline,
+            )
+            envelopes.append(envelope)
+        return envelopes
+
+    def handle_message(self, message: dict[str, Any], subscription: str) -> tuple[int, dict[str, Any]]:
+        """The whole decision for one pushed message: (HTTP status, JSON body)."""
+        attributes = message.get("attributes") or {}
+        message_id = str(message.get("messageId") or message.get("message_id") or "")
+        try:
+            raw = base64.b64decode(message.get("data") or "", validate=True)
+        except (binascii.Error, ValueError):
+            return self.dead_letter(raw=b"", attributes=attributes, message_id=message_id, subscription=subscription,
+                                    error=PermanentError("message data is not base64"))
+        try:
+            envelope = Envelope.from_attributes(attributes)
+            route = self.routes.get(envelope.type)
+            if route is None:
+                raise PermanentError(f"{self.service} does not handle {envelope.type!r}; it handles {sorted(self.routes)}")
+            event = decode(envelope.type, raw)
+        except (EnvelopeError, EventValidationError, PermanentError) as error:
+            return self.dead_letter(raw, attributes, message_id, subscription, error)
+
+        structlog.contextvars.bind_contextvars(
+            event_id=envelope.id, event_type=envelope.type, run_id=envelope.run_id, pipeline=envelope.pipeline
+        )
+        started = time.perf_counter()
+        try:
+            outputs = list(route.handler(event, envelope))
+        except PermanentError as error:
+            return self.dead_letter(raw, attributes, message_id, subscription, error)
+        except Exception as error:  # noqa: BLE001 - anything else is worth a retry
+            log.error("handler failed; Pub/Sub will retry", error=repr(error), message_id=message_id, exc_info=True)
+            self.report_failure(envelope.id, envelope.type, error, permanent=False, pipeline=envelope.pipeline,
+                                message_id=message_id)
+            return 503, {"status": "retry", "error": f"{type(error).__name__}: {error}"}
+
+        try:
+            envelopes = self.output_envelopes(envelope, outputs, route.starts_run)
+            futures = [self.bus.publish(out, env) for out, env in zip(outputs, envelopes)]
+            for future in futures:
+                future.result(timeout=PUBLISH_TIMEOUT_S)
+        except Exception as error:  # noqa: BLE001 - the input is nacked, so nothing is lost
+            log.error("publishing outputs failed; Pub/Sub will retry", error=repr(error), exc_info=True)
+            return 503, {"status": "retry", "error": f"publish failed: {error}"}
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+        log.info("handled", outputs=[e.type for e in envelopes], elapsed_ms=elapsed_ms)
+        return 204, {}
+
+    def dead_letter(self, raw: bytes, attributes: dict[str, str], message_id: str, subscription: str,
+                    error: Exception) -> tuple[int, dict[str, Any]]:
+        reason = f"{type(error).__name__}: {error}"
+        log.error("dead-lettering a message that can never succeed", reason=reason, message_id=message_id,
+                  attributes=attributes)
+        dead_attributes = {
+            **{k: v for k, v in attributes.items() if not k.startswith("dead_letter_")},
+            "dead_letter_reason": reason[:1000],
+            "dead_letter_stage": self.service,
+            "dead_letter_error_class": type(error).__name__,
+            "dead_letter_subscription": subscription,
+            "dead_letter_message_id": message_id,
+        }
+        try:
+            self.bus.publish_raw(self.dead_letter_topic, raw, dead_attributes).result(timeout=PUBLISH_TIMEOUT_S)
+        except Exception as publish_error:  # noqa: BLE001 - keep the message: let Pub/Sub retry
+            log.error("dead-letter publish failed; Pub/Sub will retry", error=repr(publish_error))
+            return 503, {"status": "retry", "error": f"dead-letter publish failed: {publish_error}"}
+        self.report_failure(attributes.get("ce-id", ""), attributes.get("ce-type", ""), error, permanent=True,
+                            pipeline=attributes.get("pipeline"), message_id=message_id)
+        return 200, {"status": "dead-lettered", "reason": reason}
+
+    def report_failure(self, event_id: str, event_type: str, error: Exception, permanent: bool,
+                       pipeline: str | None, message_id: str) -> None:
+        """Best effort: a failure report that cannot be sent must not change what Pub/Sub is told."""
+        failure = StageFailed(
+            stage=self.service,
+            input_event_id=event_id,
+            input_event_type=event_type,
+            error_class=type(error).__name__,
+            error_message=str(error)[:2000],
+            permanent=permanent,
+            pipeline=pipeline or None,
+            message_id=message_id or None,
+        )
+        envelope = Envelope(
+            id=new_id(), type=failure.EVENT_TYPE, source=source_of(self.service), time=now_rfc3339(),
+            dataschema=dataschema_uri(failure.EVENT_TYPE), run_id=new_id(), causation_id=event_id,
+            pipeline=pipeline or "",
+        )
+        try:
+            self.bus.publish(failure, envelope).result(timeout=PUBLISH_TIMEOUT_S)
+        except Exception as publish_error:  # noqa: BLE001
+            log.warning("could not publish stage.failed", error=repr(publish_error))
+
+
+def create_push_app(endpoint: PushEndpoint, project_for_trace: str | None = None) -> Flask:
+    """The thin Flask app around a PushEndpoint: `/push` for Pub/Sub, `/healthz` for probes."""
+    app = Flask(endpoint.service)
+
+    @app.post("/push")
+    def push() -> tuple[Response, int] | tuple[str, int]:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(service=endpoint.service)
+        trace = trace_from_header(request.headers.get("X-Cloud-Trace-Context"), project_for_trace or endpoint.project)
+        if trace:
+            structlog.contextvars.bind_contextvars(**{"logging.googleapis.com/trace": trace})
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("message"), dict):
+            return jsonify(error="not a Pub/Sub push request: expected a JSON object with a 'message' object"), 400
+        status, payload = endpoint.handle_message(body["message"], str(body.get("subscription", "")))
+        if status == 204:
+            return "", 204
+        return jsonify(payload), status
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(status="ok", service=endpoint.service, **endpoint.health())
+
+    return app

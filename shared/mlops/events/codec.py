@@ -1,0 +1,66 @@
+"""How a payload is serialised: Avro's JSON encoding, checked against the event type's schema.
+
+Pub/Sub (and its emulator) validate a JSON-encoded message against the topic's Avro schema with
+Avro's own JSON rules: every field present, union values wrapped as ``{"string": "x"}``. fastavro
+writes exactly that. Reading goes through fastavro too, which fills fields missing from an older
+payload with the current schema's defaults: an event archived before a schema gained an optional
+field decodes (is upcast) into today's class.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from fastavro import json_reader, json_writer
+from pydantic import ValidationError
+
+from mlops.events.catalog import parsed_schema
+from mlops.events.types import EVENTS_BY_TYPE, Event
+
+
+class EventValidationError(ValueError):
+    """Every problem with a payload, reported at once, naming each field."""
+
+    def __init__(self, event_type: str, problems: list[str]):
+        self.event_type = event_type
+        self.problems = problems
+        super().__init__(f"{event_type} does not fit its schema: " + "; ".join(problems))
+
+
+def event_class(event_type: str) -> type[Event]:
+    try:
+        return EVENTS_BY_TYPE[event_type]
+    except KeyError:
+        raise EventValidationError(event_type, [f"unknown event type; known: {sorted(EVENTS_BY_TYPE)}"]) from None
+
+
+def build(event_type: str, payload: dict[str, Any]) -> Event:
+    """A typed event from a plain dict, with every validation error listed."""
+    cls = event_class(event_type)
+    try:
+        return cls.model_validate(payload)
+    except ValidationError as error:
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors()]
+        raise EventValidationError(event_type, problems) from None
+
+
+def encode(event: Event) -> bytes:
+    """Avro-JSON bytes of a typed event (already validated by its class)."""
+    buffer = io.StringIO()
+    json_writer(buffer, parsed_schema(event.EVENT_TYPE), [event.model_dump(mode="json")])
+    return buffer.getvalue().strip().encode("utf-8")
+
+
+def decode(event_type: str, data: bytes) -> Event:
+    """A typed event from Avro-JSON bytes; older payloads are upcast by the schema's defaults."""
+    try:
+        text = data.decode("utf-8")
+        json.loads(text)  # a clear error for non-JSON before Avro's less readable one
+        records = list(json_reader(io.StringIO(text), parsed_schema(event_type)))
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError) as error:
+        raise EventValidationError(event_type, [f"payload is not Avro JSON for this schema: {error}"]) from None
+    if len(records) != 1:
+        raise EventValidationError(event_type, [f"expected one record, got {len(records)}"])
+    return build(event_type, records[0])

@@ -1,0 +1,122 @@
+"""The envelope: CloudEvents attributes plus the loop's own links, carried as Pub/Sub attributes.
+
+Following the CloudEvents Pub/Sub binding, context attributes ride as message attributes with the
+`ce-` prefix and the payload is the message data. `run_id` ties one loop iteration together,
+`causation_id` names the event that caused this one, `replay_of` marks a deliberate re-run.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+SPEC_VERSION = "1.0"
+SOURCE_PREFIX = "//mlops/services/"
+
+
+class EnvelopeError(ValueError):
+    """Every problem with a message's attributes, reported at once."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("bad event envelope: " + "; ".join(problems))
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def parse_time(value: str) -> datetime:
+    """An RFC 3339 time; one without a timezone is refused (it would be read in local time)."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError(f"time {value!r} has no timezone")
+    return parsed
+
+
+@dataclass(frozen=True)
+class Envelope:
+    id: str
+    type: str
+    source: str
+    time: str
+    dataschema: str
+    run_id: str
+    causation_id: str = ""
+    replay_of: str = ""
+    pipeline: str = ""
+    specversion: str = SPEC_VERSION
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def to_attributes(self) -> dict[str, str]:
+        attributes = {
+            "ce-id": self.id,
+            "ce-type": self.type,
+            "ce-source": self.source,
+            "ce-time": self.time,
+            "ce-specversion": self.specversion,
+            "ce-dataschema": self.dataschema,
+            "ce-datacontenttype": "application/json",
+            "run_id": self.run_id,
+        }
+        # Pub/Sub attributes cannot be empty-valued in every client; absent means "none".
+        for key, value in (("causation_id", self.causation_id), ("replay_of", self.replay_of), ("pipeline", self.pipeline)):
+            if value:
+                attributes[key] = value
+        attributes.update(self.extra)
+        return attributes
+
+    @classmethod
+    def from_attributes(cls, attributes: dict[str, str]) -> Envelope:
+        problems = [f"missing attribute {name!r}" for name in REQUIRED_ATTRIBUTES if not attributes.get(name)]
+        if attributes.get("ce-specversion") and attributes["ce-specversion"] != SPEC_VERSION:
+            problems.append(f"ce-specversion {attributes['ce-specversion']!r} is not {SPEC_VERSION!r}")
+        if attributes.get("ce-time"):
+            try:
+                parse_time(attributes["ce-time"])
+            except ValueError as error:
+                problems.append(f"ce-time: {error}")
+        if problems:
+            raise EnvelopeError(problems)
+        known = set(REQUIRED_ATTRIBUTES) | {"ce-datacontenttype", "causation_id", "replay_of", "pipeline"}
+        return cls(
+            id=attributes["ce-id"],
+            type=attributes["ce-type"],
+            source=attributes["ce-source"],
+            time=attributes["ce-time"],
+            dataschema=attributes["ce-dataschema"],
+            run_id=attributes["run_id"],
+            causation_id=attributes.get("causation_id", ""),
+            replay_of=attributes.get("replay_of", ""),
+            pipeline=attributes.get("pipeline", ""),
+            specversion=attributes["ce-specversion"],
+            extra={k: v for k, v in attributes.items() if k not in known},
+        )
+
+    def caused(self, event_type: str, dataschema: str, source: str, pipeline: str = "") -> Envelope:
+        """The envelope of an event this one caused: same run, linked by `causation_id`."""
+        return Envelope(
+            id=new_id(),
+            type=event_type,
+            source=source,
+            time=now_rfc3339(),
+            dataschema=dataschema,
+            run_id=self.run_id,
+            causation_id=self.id,
+            pipeline=pipeline or self.pipeline,
+        )
+
+    def with_changes(self, **changes: str) -> Envelope:
+        return replace(self, **changes)
+
+
+REQUIRED_ATTRIBUTES = ("ce-id", "ce-type", "ce-source", "ce-time", "ce-specversion", "ce-dataschema", "run_id")
+
+
+def source_of(service: str) -> str:
+    return SOURCE_PREFIX + service

@@ -1,0 +1,287 @@
+"""Typed, immutable event payloads: one class per schema in `schemas/`.
+
+The Avro files are the source of truth; `tests/contract` checks that every class here has exactly
+the fields, types and defaults of its schema. Each class names its event type (which is also its
+topic and its schema file) and carries an `example()` used by tests and docs.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Event(BaseModel):
+    """Base of every payload: frozen, and strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    EVENT_TYPE: ClassVar[str]
+
+    @classmethod
+    def example(cls) -> Event:
+        raise NotImplementedError
+
+
+class WatchTick(Event):
+    EVENT_TYPE: ClassVar[str] = "watch.tick.v1"
+
+    pipeline: str | None = None
+    reason: str
+
+    @classmethod
+    def example(cls) -> WatchTick:
+        return cls(pipeline="breast-cancer", reason="manual")
+
+
+class DataReady(Event):
+    EVENT_TYPE: ClassVar[str] = "data.ready.v1"
+
+    pipeline: str
+    source_table: str
+    snapshot_table: str
+    data_version: str
+    total_rows: int = Field(ge=0)
+    new_rows: int = Field(ge=0)
+    watermark: str
+    trigger: str
+    drift_score: float | None = None
+
+    @classmethod
+    def example(cls) -> DataReady:
+        return cls(
+            pipeline="breast-cancer",
+            source_table="mlops-local.mlops.breast_cancer",
+            snapshot_table="mlops-local.mlops_snapshots.breast_cancer__d0002",
+            data_version="d0002",
+            total_rows=240,
+            new_rows=120,
+            watermark="2026-11-22T06:30:00.000000Z",
+            trigger="new_rows",
+        )
+
+
+class ModelTrained(Event):
+    EVENT_TYPE: ClassVar[str] = "model.trained.v1"
+
+    pipeline: str
+    candidate_version: str
+    model_type: str
+    backend: str
+    artifact_uri: str
+    artifact_checksum: str
+    hyperparameters: dict[str, str]
+    feature_columns: list[str]
+    label_column: str
+    snapshot_table: str
+    data_version: str
+    train_rows: int = Field(ge=0)
+    train_seconds: float = Field(ge=0)
+
+    @classmethod
+    def example(cls) -> ModelTrained:
+        return cls(
+            pipeline="breast-cancer",
+            candidate_version="d0002-7f3a9c1e",
+            model_type="LOGISTIC_REG",
+            backend="sklearn",
+            artifact_uri="gs://mlops-local-artifacts/models/breast-cancer/d0002-7f3a9c1e/model.zip",
+            artifact_checksum="sha256:" + "0" * 64,
+            hyperparameters={"l2_reg": "1.0", "max_iterations": "200"},
+            feature_columns=["mean_radius", "mean_texture"],
+            label_column="malignant",
+            snapshot_table="mlops-local.mlops_snapshots.breast_cancer__d0002",
+            data_version="d0002",
+            train_rows=192,
+            train_seconds=0.05,
+        )
+
+
+class ModelEvaluated(Event):
+    EVENT_TYPE: ClassVar[str] = "model.evaluated.v1"
+
+    pipeline: str
+    candidate_version: str
+    model_type: str
+    artifact_uri: str
+    artifact_checksum: str
+    snapshot_table: str
+    data_version: str
+    eval_rows: int = Field(ge=0)
+    metrics: dict[str, float]
+    champion_version: str | None = None
+    champion_metrics: dict[str, float] = {}
+    gate_metric: str
+    decision: str
+    reason: str
+    evaluate_seconds: float = Field(ge=0)
+
+    @classmethod
+    def example(cls) -> ModelEvaluated:
+        trained = ModelTrained.example()
+        return cls(
+            pipeline=trained.pipeline,
+            candidate_version=trained.candidate_version,
+            model_type=trained.model_type,
+            artifact_uri=trained.artifact_uri,
+            artifact_checksum=trained.artifact_checksum,
+            snapshot_table=trained.snapshot_table,
+            data_version=trained.data_version,
+            eval_rows=48,
+            metrics={"roc_auc": 0.97, "accuracy": 0.94},
+            champion_version="1",
+            champion_metrics={"roc_auc": 0.95, "accuracy": 0.92},
+            gate_metric="roc_auc",
+            decision="promote",
+            reason="roc_auc 0.9700 >= 0.9000 and gains 0.0200 >= 0.0050 over champion 1",
+            evaluate_seconds=0.02,
+        )
+
+
+class ModelRegistered(Event):
+    EVENT_TYPE: ClassVar[str] = "model.registered.v1"
+
+    pipeline: str
+    model_id: str
+    version_id: str
+    resource_name: str
+    aliases: list[str]
+    decision: str
+    candidate_version: str
+    artifact_uri: str
+    metrics: dict[str, float]
+    lineage: dict[str, str]
+
+    @classmethod
+    def example(cls) -> ModelRegistered:
+        return cls(
+            pipeline="breast-cancer",
+            model_id="breast-cancer",
+            version_id="2",
+            resource_name="projects/mlops-local/locations/us-central1/models/breast-cancer@2",
+            aliases=["champion", "default"],
+            decision="promote",
+            candidate_version="d0002-7f3a9c1e",
+            artifact_uri="gs://mlops-local-artifacts/models/breast-cancer/d0002-7f3a9c1e/model.zip",
+            metrics={"roc_auc": 0.97},
+            lineage={"data_version": "d0002", "snapshot_table": "mlops-local.mlops_snapshots.breast_cancer__d0002"},
+        )
+
+
+class DeployedModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    deployed_model_id: str
+    version_id: str
+    artifact_uri: str
+    artifact_checksum: str
+    traffic_percent: int = Field(ge=0, le=100)
+
+
+class ModelDeployed(Event):
+    EVENT_TYPE: ClassVar[str] = "model.deployed.v1"
+
+    pipeline: str
+    endpoint: str
+    model_id: str
+    version_id: str
+    action: str
+    previous_version: str | None = None
+    deployed_models: list[DeployedModel]
+
+    @classmethod
+    def example(cls) -> ModelDeployed:
+        return cls(
+            pipeline="breast-cancer",
+            endpoint="projects/mlops-local/locations/us-central1/endpoints/breast-cancer",
+            model_id="breast-cancer",
+            version_id="2",
+            action="deploy",
+            previous_version="1",
+            deployed_models=[
+                DeployedModel(
+                    deployed_model_id="2002",
+                    version_id="2",
+                    artifact_uri="gs://mlops-local-artifacts/models/breast-cancer/d0002-7f3a9c1e/model.zip",
+                    artifact_checksum="sha256:" + "0" * 64,
+                    traffic_percent=100,
+                )
+            ],
+        )
+
+
+class Prediction(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    request_id: str
+    model_version: str
+    features: str
+    predicted_label: str | None = None
+    predicted_value: float | None = None
+    score: float | None = None
+    latency_ms: float = Field(ge=0)
+    predicted_at: str
+
+
+class PredictionMade(Event):
+    EVENT_TYPE: ClassVar[str] = "prediction.made.v1"
+
+    pipeline: str
+    predictions: list[Prediction]
+
+    @classmethod
+    def example(cls) -> PredictionMade:
+        return cls(
+            pipeline="breast-cancer",
+            predictions=[
+                Prediction(
+                    request_id="req-0001",
+                    model_version="2",
+                    features='{"mean_radius": 14.1, "mean_texture": 19.3}',
+                    predicted_label="1",
+                    score=0.93,
+                    latency_ms=0.8,
+                    predicted_at="2026-11-22T06:31:00.000000Z",
+                )
+            ],
+        )
+
+
+class StageFailed(Event):
+    EVENT_TYPE: ClassVar[str] = "stage.failed.v1"
+
+    stage: str
+    input_event_id: str
+    input_event_type: str
+    error_class: str
+    error_message: str
+    permanent: bool
+    pipeline: str | None = None
+    message_id: str | None = None
+
+    @classmethod
+    def example(cls) -> StageFailed:
+        return cls(
+            stage="trainer",
+            input_event_id="5d1c2a0e-0000-4000-8000-000000000001",
+            input_event_type="data.ready.v1",
+            error_class="SnapshotMissing",
+            error_message="table mlops-local.mlops_snapshots.breast_cancer__d0002 not found",
+            permanent=True,
+            pipeline="breast-cancer",
+            message_id="42",
+        )
+
+
+EVENT_CLASSES: tuple[type[Event], ...] = (
+    WatchTick,
+    DataReady,
+    ModelTrained,
+    ModelEvaluated,
+    ModelRegistered,
+    ModelDeployed,
+    PredictionMade,
+    StageFailed,
+)
+EVENTS_BY_TYPE: dict[str, type[Event]] = {cls.EVENT_TYPE: cls for cls in EVENT_CLASSES}

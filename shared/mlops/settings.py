@@ -1,0 +1,72 @@
+"""Configuration: every environment variable once, typed, with a default and a doc line.
+
+Settings are read once at start-up into a frozen object; a missing or malformed variable stops the
+process before it serves a request. Variables are `MLOPS_<NAME>`; a service may override any of them
+with `<SERVICE>_<NAME>` (e.g. `TRAINER_LOG_LEVEL`), so one environment file can serve a whole stack.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal, TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PREFIX = "MLOPS_"
+
+
+class SettingsError(RuntimeError):
+    """Start-up refused: lists every missing or malformed variable."""
+
+
+class CommonSettings(BaseSettings):
+    """What every service needs: where the cloud (or the local stack) is."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="ignore")
+
+    service: str = Field("mlops", description="This service's name; Cloud Run's K_SERVICE wins when set.")
+    project: str = Field(description="Google Cloud project id (locally any valid id, e.g. mlops-local).")
+    location: str = Field("us-central1", description="Region for Vertex AI and the bucket.")
+    dataset: str = Field("mlops", description="BigQuery dataset of sources, predictions, labels, events.")
+    snapshot_dataset: str = Field("mlops_snapshots", description="BigQuery dataset of immutable training snapshots.")
+    bucket: str = Field(description="Cloud Storage bucket for artifacts and pipeline specs.")
+    dead_letter_topic: str = Field("mlops.dead-letter", description="Topic that poison messages are parked on.")
+    vertex_endpoint: str | None = Field(
+        None, description="Vertex AI API endpoint; unset means the real service, a URL means the local stand-in."
+    )
+    code_version: str = Field("dev", description="Git commit or image tag of this build, recorded in lineage.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Lowest level logged.")
+    metrics_sink: Literal["local", "cloud-monitoring"] = Field(
+        "local", description="Where stage metrics go: JSON log lines locally, Cloud Monitoring in the cloud."
+    )
+
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+def load_settings(cls: type[S], service: str, environ: dict[str, str] | None = None) -> S:
+    """Read `cls` for `service` from the environment, or refuse to start with every problem listed."""
+    environ = dict(os.environ if environ is None else environ)
+    service_prefix = service.upper().replace("-", "_") + "_"
+    values: dict[str, str] = {"service": environ.get("K_SERVICE", service)}
+    for name in cls.model_fields:
+        for key in (PREFIX + name.upper(), service_prefix + name.upper()):  # the service's own wins
+            if key in environ:
+                values[name] = environ[key]
+    try:
+        return cls.model_validate(values)
+    except ValidationError as error:
+        problems = [
+            f"{PREFIX}{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors()
+        ]
+        raise SettingsError(f"{service} cannot start: " + "; ".join(problems)) from None
+
+
+def describe(cls: type[CommonSettings]) -> list[tuple[str, str, str]]:
+    """(variable, default, doc) for each setting: the table in each service's README."""
+    rows = []
+    for name, info in cls.model_fields.items():
+        default = "required" if info.is_required() else repr(info.default)
+        rows.append((PREFIX + name.upper(), default, info.description or ""))
+    return rows
