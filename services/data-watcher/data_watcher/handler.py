@@ -1,0 +1,131 @@
+"""data-watcher: on a tick, decide per pipeline whether enough new data (or drift) warrants training,
+and if so freeze the data into a versioned snapshot and announce it with `data.ready`.
+
+Pure logic over ports: a warehouse, the spec store, and a drift function. No Flask, no clients.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from mlops.events import DataReady, Envelope, WatchTick
+from mlops.ports.warehouse import SnapshotRecord, SourceStatus, Warehouse
+from mlops.spec import PipelineSpec
+from mlops.specstore import SpecStore, UnknownPipeline
+
+log = structlog.get_logger("data-watcher")
+
+# PSI between a reference and a current sample, per feature -> the largest value.
+DriftFunction = Callable[[Sequence[dict], Sequence[dict], Sequence[str]], float]
+
+
+@dataclass(frozen=True)
+class Decision:
+    trigger: str | None  # None: do not train
+    why: str
+    drift_score: float | None = None
+
+
+def decide(spec: PipelineSpec, status: SourceStatus, last: SnapshotRecord | None, reason: str,
+           drift_score: float | None) -> Decision:
+    """Whether this much new data (or this much drift) is worth a training run."""
+    retrain = spec.retrain
+    if status.new_rows == 0:
+        return Decision(None, "no new rows since the last snapshot")
+    if status.total_rows < retrain.min_rows:
+        return Decision(None, f"{status.total_rows} rows < min_rows {retrain.min_rows}")
+    if last is None:
+        return Decision("new_rows", f"first snapshot: {status.total_rows} rows")
+    if retrain.new_rows_fraction is not None and status.new_rows >= retrain.new_rows_fraction * last.total_rows:
+        return Decision("new_rows", f"{status.new_rows} new rows >= {retrain.new_rows_fraction:.0%} of {last.total_rows}")
+    if retrain.new_rows_min is not None and status.new_rows >= retrain.new_rows_min:
+        return Decision("new_rows", f"{status.new_rows} new rows >= {retrain.new_rows_min}")
+    if retrain.drift_psi is not None and drift_score is not None and drift_score > retrain.drift_psi:
+        return Decision("drift", f"PSI {drift_score:.3f} > {retrain.drift_psi}", drift_score)
+    if reason == "manual":
+        return Decision("manual", f"asked for by hand with {status.new_rows} new rows")
+    return Decision(None, f"{status.new_rows} new rows are below every threshold")
+
+
+def next_data_version(last: SnapshotRecord | None) -> str:
+    number = int(last.data_version.lstrip("d")) + 1 if last else 1
+    return f"d{number:04d}"
+
+
+class DataWatcher:
+    def __init__(self, warehouse: Warehouse, specs: SpecStore, drift: DriftFunction | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self._warehouse = warehouse
+        self._specs = specs
+        self._drift = drift
+        self._clock = clock
+        # Versions are numbered from the last snapshot: one tick at a time per process (and the
+        # Cloud Run service runs with max one instance, see deploy/).
+        self._lock = threading.Lock()
+
+    def handle(self, tick: WatchTick, envelope: Envelope) -> list[DataReady]:
+        names = [tick.pipeline] if tick.pipeline else self._specs.names()
+        ready = []
+        with self._lock:
+            for name in names:
+                try:
+                    spec = self._specs.get(name)
+                except UnknownPipeline as error:
+                    log.warning("tick for an unknown pipeline", pipeline=name, error=str(error))
+                    continue
+                event = self.watch(spec, tick.reason, source_event_id=f"{envelope.id}/{name}")
+                if event is not None:
+                    ready.append(event)
+        return ready
+
+    def watch(self, spec: PipelineSpec, reason: str, source_event_id: str) -> DataReady | None:
+        done = self._warehouse.snapshot_for_event(source_event_id)
+        if done is not None:  # a redelivered tick: announce the same snapshot again, make no new one
+            log.info("tick already handled; re-announcing its snapshot", data_version=done.data_version)
+            return self._announce(spec, done)
+        last = self._warehouse.last_snapshot(spec.name)
+        status = self._warehouse.source_status(spec.source.table, last.watermark if last else None)
+        drift_score = self._drift_score(spec, last, status)
+        decision = decide(spec, status, last, reason, drift_score)
+        if decision.trigger is None:
+            log.info("nothing to train", pipeline=spec.name, why=decision.why, total_rows=status.total_rows,
+                     new_rows=status.new_rows)
+            return None
+        data_version = next_data_version(last)
+        snapshot_table = f"{spec.source.table}__{data_version}"
+        total = self._warehouse.create_snapshot(spec.source.table, snapshot_table, status.watermark)
+        record = SnapshotRecord(
+            pipeline=spec.name, data_version=data_version,
+            snapshot_table=self._warehouse.qualified(snapshot_table, self._warehouse.snapshot_dataset),
+            total_rows=total, new_rows=status.new_rows, watermark=status.watermark,
+            trigger=decision.trigger, source_event_id=source_event_id, created_at=self._clock(),
+        )
+        self._warehouse.record_snapshot(record)
+        log.info("snapshot taken", pipeline=spec.name, data_version=data_version, why=decision.why, rows=total)
+        return self._announce(spec, record, decision.drift_score)
+
+    def _drift_score(self, spec: PipelineSpec, last: SnapshotRecord | None, status: SourceStatus) -> float | None:
+        if self._drift is None or spec.retrain.drift_psi is None or last is None or status.new_rows == 0:
+            return None
+        numeric = spec.source.features
+        reference = self._warehouse.read_rows(last.snapshot_table, numeric)
+        current = self._warehouse.read_rows(spec.source.table, numeric, where_after=last.watermark)
+        return self._drift(reference, current, numeric)
+
+    def _announce(self, spec: PipelineSpec, record: SnapshotRecord, drift_score: float | None = None) -> DataReady:
+        return DataReady(
+            pipeline=spec.name,
+            source_table=self._warehouse.qualified(spec.source.table),
+            snapshot_table=record.snapshot_table,
+            data_version=record.data_version,
+            total_rows=record.total_rows,
+            new_rows=record.new_rows,
+            watermark=record.watermark.isoformat().replace("+00:00", "Z"),
+            trigger=record.trigger,
+            drift_score=drift_score,
+        )

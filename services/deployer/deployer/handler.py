@@ -1,0 +1,68 @@
+"""deployer: put each new champion behind its pipeline's endpoint, keeping the previous for rollback.
+
+With `deployment.canary_percent` > 0 the new version first takes that share and the previous keeps
+the rest; otherwise it takes all traffic and the previous stays deployed at 0% so a rollback is a
+traffic change, not a redeploy. Older versions are undeployed. Idempotent: if the endpoint already
+serves this version, the current state is announced again and nothing is deployed.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from mlops.events import DeployedModel as DeployedModelEvent
+from mlops.events import Envelope, ModelDeployed, ModelRegistered
+from mlops.ports.registry import DeployedModel, ModelEndpoint, ModelRegistry
+from mlops.registry_meta import VersionMeta
+from mlops.specstore import SpecStore
+
+log = structlog.get_logger("deployer")
+
+
+class Deployer:
+    def __init__(self, registry: ModelRegistry, endpoints: ModelEndpoint, specs: SpecStore):
+        self._registry = registry
+        self._endpoints = endpoints
+        self._specs = specs
+
+    def handle(self, registered: ModelRegistered, envelope: Envelope) -> list[ModelDeployed]:
+        if registered.decision != "promote":
+            log.info("rejected by the gate; nothing to deploy", version=registered.version_id)
+            return []
+        spec = self._specs.get(registered.pipeline)
+        endpoint = self._endpoints.ensure_endpoint(spec.endpoint_name)
+        before = self._endpoints.deployments(endpoint)
+        previous = max(before, key=lambda d: d.traffic_percent, default=None)
+        if any(d.version_id == registered.version_id for d in before):
+            log.info("version already deployed; announcing the endpoint as it is", version=registered.version_id)
+            action = "deploy"
+        else:
+            version = self._registry.get_version(registered.model_id, registered.version_id)
+            canary = spec.deployment.canary_percent
+            deployment = self._endpoints.deploy(endpoint, version, canary or 100, display_name=f"{registered.model_id}-v{version.version_id}")
+            action = "canary" if canary else "deploy"
+            self._retire_old(endpoint, keep={deployment.deployed_model_id, previous.deployed_model_id if previous else ""},
+                             keep_previous=spec.deployment.keep_previous)
+        after = self._endpoints.deployments(endpoint)
+        log.info("deployed", endpoint=endpoint, split={d.version_id: d.traffic_percent for d in after})
+        return [ModelDeployed(
+            pipeline=registered.pipeline, endpoint=endpoint, model_id=registered.model_id,
+            version_id=registered.version_id, action=action,
+            previous_version=previous.version_id if previous and previous.version_id != registered.version_id else None,
+            deployed_models=[self._describe(registered.model_id, d) for d in after],
+        )]
+
+    def _retire_old(self, endpoint: str, keep: set[str], keep_previous: bool) -> None:
+        for deployed in self._endpoints.deployments(endpoint):
+            if deployed.deployed_model_id in keep and (keep_previous or deployed.traffic_percent > 0):
+                continue
+            if deployed.traffic_percent == 0:
+                self._endpoints.undeploy(endpoint, deployed.deployed_model_id)
+
+    def _describe(self, model_id: str, deployed: DeployedModel) -> DeployedModelEvent:
+        meta = VersionMeta.of(self._registry.get_version(model_id, deployed.version_id))
+        return DeployedModelEvent(
+            deployed_model_id=deployed.deployed_model_id, version_id=deployed.version_id,
+            artifact_uri=meta.artifact_uri, artifact_checksum=meta.artifact_checksum,
+            traffic_percent=deployed.traffic_percent,
+        )

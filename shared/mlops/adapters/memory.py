@@ -1,0 +1,139 @@
+"""In-memory adapters of the ports, for pure unit tests only (never used by a running service).
+
+The contract suites in tests/contract run the same cases against these and the emulator-backed
+adapters, so a behaviour a unit test relies on here is one the real adapters have too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from mlops.events import Envelope, Event, encode
+from mlops.ports.blobs import BlobNotFound, split_uri
+from mlops.ports.warehouse import Row, SnapshotRecord, SourceStatus
+from mlops.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN
+
+
+def _done(value: str) -> Future[str]:
+    future: Future[str] = Future()
+    future.set_result(value)
+    return future
+
+
+@dataclass
+class Published:
+    topic: str
+    data: bytes
+    attributes: dict[str, str]
+    event: Event | None = None
+
+
+@dataclass
+class InMemoryEventBus:
+    messages: list[Published] = field(default_factory=list)
+    fail_with: Exception | None = None
+
+    def publish(self, event: Event, envelope: Envelope) -> Future[str]:
+        future = self.publish_raw(event.EVENT_TYPE, encode(event), envelope.to_attributes())
+        self.messages[-1].event = event
+        return future
+
+    def publish_raw(self, topic_id: str, data: bytes, attributes: dict[str, str]) -> Future[str]:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.messages.append(Published(topic_id, data, dict(attributes)))
+        return _done(str(len(self.messages)))
+
+    def on(self, topic: str) -> list[Published]:
+        return [m for m in self.messages if m.topic == topic]
+
+
+class InMemoryBlobStore:
+    def __init__(self, bucket: str = "test-bucket"):
+        self.bucket = bucket
+        self.blobs: dict[tuple[str, str], bytes] = {}
+
+    def put(self, path: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        bucket, name = split_uri(path, self.bucket)
+        self.blobs[(bucket, name)] = data
+        return f"gs://{bucket}/{name}"
+
+    def get(self, uri_or_path: str) -> bytes:
+        try:
+            return self.blobs[split_uri(uri_or_path, self.bucket)]
+        except KeyError:
+            raise BlobNotFound(uri_or_path) from None
+
+    def exists(self, uri_or_path: str) -> bool:
+        return split_uri(uri_or_path, self.bucket) in self.blobs
+
+    def list(self, prefix: str) -> list[str]:
+        return sorted(name for bucket, name in self.blobs if bucket == self.bucket and name.startswith(prefix))
+
+
+def _ts(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+class InMemoryWarehouse:
+    def __init__(self, project: str = "test-project", dataset: str = "mlops", snapshot_dataset: str = "mlops_snapshots"):
+        self.project, self.dataset, self.snapshot_dataset = project, dataset, snapshot_dataset
+        self.tables: dict[str, list[Row]] = {}
+        self.columns: dict[str, list[tuple[str, str]]] = {}
+        self.snapshots: list[SnapshotRecord] = []
+        self._lock = threading.Lock()
+
+    def qualified(self, table: str, dataset: str | None = None) -> str:
+        return table if table.count(".") == 2 else f"{self.project}.{dataset or self.dataset}.{table}"
+
+    def ensure_table(self, table: str, columns: Sequence[tuple[str, str, str]]) -> None:
+        name = self.qualified(table)
+        self.tables.setdefault(name, [])
+        self.columns.setdefault(name, [(c, t) for c, t, _ in columns])
+
+    def table_columns(self, table: str) -> list[tuple[str, str]] | None:
+        return self.columns.get(self.qualified(table))
+
+    def insert_rows(self, table: str, rows: Sequence[Row]) -> None:
+        with self._lock:
+            self.tables.setdefault(self.qualified(table), []).extend(dict(r) for r in rows)
+
+    def source_status(self, table: str, after: datetime | None) -> SourceStatus:
+        rows = self.tables.get(self.qualified(table), [])
+        times = [_ts(r[INGESTED_AT_COLUMN]) for r in rows]
+        new = sum(1 for t in times if after is None or t > after)
+        return SourceStatus(len(rows), new, max(times) if times else None)
+
+    def create_snapshot(self, source_table: str, snapshot_table: str, up_to: datetime) -> int:
+        target = self.qualified(snapshot_table, self.snapshot_dataset)
+        if target not in self.tables:
+            source = self.qualified(source_table)
+            self.tables[target] = [dict(r) for r in self.tables.get(source, []) if _ts(r[INGESTED_AT_COLUMN]) <= up_to]
+            self.columns[target] = list(self.columns.get(source, []))
+        return len(self.tables[target])
+
+    def read_rows(self, table: str, columns: Sequence[str], where_after: datetime | None = None,
+                  dataset: str | None = None) -> list[Row]:
+        rows = self.tables.get(self.qualified(table, dataset), [])
+        if where_after is not None:
+            rows = [r for r in rows if _ts(r[INGESTED_AT_COLUMN]) > where_after]
+        rows = sorted(rows, key=lambda r: str(r.get(ROW_ID_COLUMN, "")))
+        return [{c: r.get(c) for c in columns} for r in rows]
+
+    def last_snapshot(self, pipeline: str) -> SnapshotRecord | None:
+        mine = [s for s in self.snapshots if s.pipeline == pipeline]
+        return max(mine, key=lambda s: s.created_at) if mine else None
+
+    def snapshot_for_event(self, source_event_id: str) -> SnapshotRecord | None:
+        return next((s for s in self.snapshots if s.source_event_id == source_event_id), None)
+
+    def record_snapshot(self, record: SnapshotRecord) -> None:
+        self.snapshots.append(record)
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
+        raise NotImplementedError("the in-memory warehouse runs no SQL; use the emulator-backed adapter")

@@ -1,0 +1,33 @@
+"""Builders that turn settings into adapters: the one place a service's clients are constructed.
+
+Called from each service's `create_app()`, never at import time, so tests build the same handlers
+with in-memory or emulator-backed ports instead.
+"""
+
+from __future__ import annotations
+
+from mlops.bus.publisher import PubSubEventBus
+from mlops.settings import CommonSettings
+
+
+def event_bus(settings: CommonSettings) -> PubSubEventBus:
+    return PubSubEventBus(settings.project)
+
+
+def warehouse(settings: CommonSettings):  # -> BigQueryWarehouse
+    from mlops.adapters.bigquery import BigQueryWarehouse, bigquery_client
+
+    return BigQueryWarehouse(bigquery_client(settings.project), settings.project, settings.dataset,
+                             settings.snapshot_dataset)
+
+
+def blob_store(settings: CommonSettings):  # -> GcsBlobStore
+    from mlops.adapters.gcs import GcsBlobStore, storage_client
+
+    return GcsBlobStore(storage_client(settings.project), settings.bucket)
+
+
+def spec_store(settings: CommonSettings):  # -> SpecStore
+    from mlops.specstore import SpecStore
+
+    return SpecStore(blob_store(settings))
