@@ -1,0 +1,360 @@
+"""Vertex AI adapters for the registry and endpoint ports, through the official SDK only.
+
+The same calls run against Vertex AI and against the local stand-in (`mlops.stack.vertex_local`);
+only `vertex_init`'s `api_endpoint` differs. Things learnt from the SDK (google-cloud-aiplatform 2.x)
+that shape this module:
+
+* `aiplatform.init` is process-global: one Vertex target (project, location, endpoint) per process.
+* The REST transport keeps a scheme given in `api_endpoint` ("http://127.0.0.1:P") and otherwise
+  prepends https, so a local endpoint must carry "http://"; `vertex_init` adds it for loopback hosts.
+* `location` must be a real Vertex region even locally: the SDK validates it before any call.
+* `Model.upload` treats an `artifact_uri` that does not start with gs:// as a local folder to stage
+  into a bucket, so artifacts must already be in Cloud Storage (the GCS emulator locally).
+* `Model.upload` appends "default" to the `version_aliases` list it is given (we pass a copy).
+* `ModelRegistry.list_versions` drops labels and artifact URIs, and `update_version` may target the
+  model rather than the version; we use the SDK's own GAPIC client (`ModelRegistry(...).client`)
+  for those two calls to get full `Model` messages and an explicit `model@version` update.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from google.api_core import exceptions as gexc
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google.cloud import aiplatform
+from google.cloud.aiplatform_v1.types import ListModelVersionsRequest
+from google.cloud.aiplatform_v1.types import Model as GapicModel
+from google.protobuf import field_mask_pb2
+
+from mlops.ports.registry import Deployment, DeployedModel, ModelVersion, NotFoundError
+
+# Vertex label rules: keys start with a lowercase letter; keys and values are at most 63 characters
+# of [a-z0-9_-] (Vertex also allows international letters; we keep to ASCII so ids stay portable).
+_LABEL_MAX = 63
+_LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_MODEL_ID_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")
+_ENDPOINT_ID_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+
+
+def label_value(value: str) -> str:
+    """Make any string a valid Vertex label value, deterministically.
+
+    Lowercases, replaces every character outside [a-z0-9_-] with "-", and keeps at most 63
+    characters; a value that had to be cut ends in 8 hex digits of its SHA-256 so two long values
+    do not collapse to the same label. Used on every label written *and* on every label looked up,
+    so callers pass raw values (an event id, a pipeline name) and matching still works. UUIDs and
+    already-valid values come back unchanged.
+    """
+    cleaned = re.sub(r"[^a-z0-9_-]", "-", value.lower())
+    if len(cleaned) <= _LABEL_MAX:
+        return cleaned
+    digest = hashlib.sha256(value.encode()).hexdigest()[:8]
+    return f"{cleaned[: _LABEL_MAX - 9]}-{digest}"
+
+
+def label_key(key: str) -> str:
+    """Check a label key. Keys are code constants, so a bad one is a bug: raise, don't rewrite."""
+    if not _LABEL_KEY_RE.match(key):
+        raise ValueError(f"invalid Vertex label key {key!r}: must match {_LABEL_KEY_RE.pattern}")
+    return key
+
+
+# Aliases for methods whose parameters (named as in the port) shadow the two functions above.
+_check_key, _clean_value = label_key, label_value
+
+
+def _labels(labels: Mapping[str, str]) -> dict[str, str]:
+    return {label_key(k): label_value(v) for k, v in labels.items()}
+
+
+def _local_url(api_endpoint: str) -> str | None:
+    """The http URL to use when `api_endpoint` is a local server, else None (a cloud endpoint)."""
+    if "://" not in api_endpoint:
+        host = urlsplit(f"//{api_endpoint}").hostname or ""
+        return f"http://{api_endpoint}" if host in _LOOPBACK else None
+    return api_endpoint if api_endpoint.startswith("http://") else None
+
+
+def vertex_init(
+    project: str,
+    location: str,
+    api_endpoint: str | None = None,
+    credentials: Credentials | None = None,
+) -> None:
+    """Point the SDK at Vertex AI (`api_endpoint=None`) or at a local server.
+
+    Cloud: application default credentials unless `credentials` is given; regional endpoint chosen by
+    the SDK. Local ("http://127.0.0.1:P" or "127.0.0.1:P"): plain http and AnonymousCredentials,
+    since the local server checks no token and there may be none on the machine. Both use the REST
+    transport so that what the tests exercise locally is the code path the cloud runs.
+    """
+    if api_endpoint is None:
+        aiplatform.init(project=project, location=location, credentials=credentials, api_transport="rest")
+        return
+    local = _local_url(api_endpoint)
+    aiplatform.init(
+        project=project,
+        location=location,
+        api_endpoint=local or api_endpoint,
+        api_transport="rest",
+        credentials=credentials or (AnonymousCredentials() if local else None),
+    )
+
+
+def _aware(ts: datetime | None) -> datetime:
+    if ts is None:
+        return datetime.fromtimestamp(0, UTC)
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def _split_versioned(name: str) -> tuple[str, str | None]:
+    base, _, version = name.partition("@")
+    return base, version or None
+
+
+class _VertexBase:
+    """Shared settings; calls `vertex_init` once, at construction (no network there)."""
+
+    def __init__(
+        self,
+        project: str,
+        location: str,
+        api_endpoint: str | None = None,
+        credentials: Credentials | None = None,
+    ) -> None:
+        self.project = project
+        self.location = location
+        local = _local_url(api_endpoint) if api_endpoint else None
+        self.credentials = credentials or (AnonymousCredentials() if local else None)
+        vertex_init(project, location, api_endpoint, self.credentials)
+
+    @property
+    def _parent(self) -> str:
+        return f"projects/{self.project}/locations/{self.location}"
+
+    def _where(self) -> dict[str, object]:
+        """Explicit project/location/credentials for every SDK call, not just the global init."""
+        return {"project": self.project, "location": self.location, "credentials": self.credentials}
+
+
+class VertexModelRegistry(_VertexBase):
+    """`ModelRegistry` on the Vertex AI Model Registry: one Vertex model per `model_id`."""
+
+    def _resource(self, model_id: str) -> str:
+        if not _MODEL_ID_RE.match(model_id):
+            raise ValueError(f"invalid Vertex model id {model_id!r}: up to 63 of [a-z0-9_-], starting with a letter or _")
+        return f"{self._parent}/models/{model_id}"
+
+    def _registry(self, model_id: str) -> aiplatform.models.ModelRegistry:
+        return aiplatform.models.ModelRegistry(
+            self._resource(model_id), project=self.project, location=self.location, credentials=self.credentials
+        )
+
+    def _to_version(self, model: GapicModel) -> ModelVersion:
+        base, _ = _split_versioned(model.name)
+        return ModelVersion(
+            model_id=base.rsplit("/", 1)[-1],
+            version_id=model.version_id,
+            resource_name=f"{base}@{model.version_id}",
+            display_name=model.display_name,
+            artifact_uri=model.artifact_uri,
+            labels=dict(model.labels),
+            aliases=tuple(model.version_aliases),
+            create_time=_aware(model.version_create_time),
+        )
+
+    def _exists(self, model_id: str) -> bool:
+        try:
+            self._registry(model_id).client.get_model(name=self._resource(model_id))
+            return True
+        except gexc.NotFound:
+            return False
+
+    def register_version(
+        self,
+        model_id: str,
+        display_name: str,
+        artifact_uri: str,
+        serving_image: str,
+        labels: Mapping[str, str],
+        aliases: Sequence[str],
+        description: str = "",
+        *,
+        make_default: bool = True,
+    ) -> ModelVersion:
+        resource = self._resource(model_id)
+        common = dict(
+            serving_container_image_uri=serving_image,
+            artifact_uri=artifact_uri,
+            display_name=display_name,
+            labels=_labels(labels),
+            is_default_version=make_default,
+            version_description=description or None,
+            description=description or None,
+            sync=True,
+            **self._where(),
+        )
+        if self._exists(model_id):
+            model = aiplatform.Model.upload(parent_model=resource, version_aliases=list(aliases), **common)
+        else:
+            try:
+                model = aiplatform.Model.upload(model_id=model_id, version_aliases=list(aliases), **common)
+            except gexc.Conflict:
+                # Another registrar created the model between our check and our upload.
+                model = aiplatform.Model.upload(parent_model=resource, version_aliases=list(aliases), **common)
+        return self._to_version(model.gca_resource)
+
+    def _list(self, model_id: str, filter_: str = "") -> list[ModelVersion]:
+        request = ListModelVersionsRequest(name=self._resource(model_id), filter=filter_)
+        try:
+            models: Iterable[GapicModel] = self._registry(model_id).client.list_model_versions(request=request)
+            versions = [self._to_version(m) for m in models]
+        except gexc.NotFound:
+            return []
+        return sorted(versions, key=lambda v: int(v.version_id), reverse=True)
+
+    def list_versions(self, model_id: str) -> list[ModelVersion]:
+        return self._list(model_id)
+
+    def get_version(self, model_id: str, version: str) -> ModelVersion:
+        try:
+            model = self._registry(model_id).client.get_model(name=f"{self._resource(model_id)}@{version}")
+        except gexc.NotFound as e:
+            raise NotFoundError(f"model {model_id} has no version {version}") from e
+        return self._to_version(model)
+
+    def find_version(self, model_id: str, label_key: str, label_value: str) -> ModelVersion | None:
+        key, wanted = _check_key(label_key), _clean_value(label_value)
+        found = self._list(model_id, f'labels.{key}="{wanted}"')
+        # Filter again here: a filter the backend ignored must not turn into a false "already done".
+        found = [v for v in found if v.labels.get(key) == wanted]
+        return found[0] if found else None
+
+    def move_alias(self, model_id: str, version_id: str, alias: str) -> None:
+        try:
+            self._registry(model_id).add_version_aliases([alias], version=version_id)
+        except gexc.NotFound as e:
+            raise NotFoundError(f"model {model_id} has no version {version_id}") from e
+
+    def set_labels(self, model_id: str, version_id: str, labels: Mapping[str, str]) -> ModelVersion:
+        current = self.get_version(model_id, version_id)
+        merged = {**current.labels, **_labels(labels)}
+        # name with @version: Vertex then updates this version's labels, not the model's.
+        model = self._registry(model_id).client.update_model(
+            model=GapicModel(name=current.resource_name, labels=merged),
+            update_mask=field_mask_pb2.FieldMask(paths=["labels"]),
+        )
+        return self._to_version(model)
+
+
+class VertexEndpoint(_VertexBase):
+    """`ModelEndpoint` on a Vertex AI online-prediction endpoint."""
+
+    def _endpoint(self, endpoint: str) -> aiplatform.Endpoint:
+        """The endpoint, fetched (the SDK's constructor is lazy, so touch the resource)."""
+        ep = aiplatform.Endpoint(endpoint, **self._where())
+        try:
+            _ = ep.gca_resource.create_time
+        except gexc.NotFound as e:
+            raise NotFoundError(f"endpoint {endpoint} not found") from e
+        return ep
+
+    def ensure_endpoint(self, name: str) -> str:
+        if name.startswith("projects/") or name.isdigit():
+            return self._endpoint(name).resource_name
+        if _ENDPOINT_ID_RE.match(name):
+            # The name doubles as the endpoint id: creation is then idempotent and race-free.
+            try:
+                return self._endpoint(name).resource_name
+            except NotFoundError:
+                pass
+            try:
+                return aiplatform.Endpoint.create(display_name=name, endpoint_id=name, **self._where()).resource_name
+            except gexc.Conflict:
+                return self._endpoint(name).resource_name
+        # Any other display name: find it, else create one with a generated id.
+        escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+        existing = aiplatform.Endpoint.list(filter=f'display_name="{escaped}"', **self._where())
+        if existing:
+            return sorted(existing, key=lambda e: e.create_time)[0].resource_name
+        return aiplatform.Endpoint.create(display_name=name, **self._where()).resource_name
+
+    @staticmethod
+    def _models(ep: aiplatform.Endpoint) -> list[DeployedModel]:
+        resource = ep.gca_resource
+        split = dict(resource.traffic_split)
+        out = []
+        for d in resource.deployed_models:
+            base, at_version = _split_versioned(d.model)
+            out.append(
+                DeployedModel(
+                    deployed_model_id=d.id,
+                    model_id=base.rsplit("/", 1)[-1],
+                    version_id=d.model_version_id or at_version or "",
+                    traffic_percent=int(split.get(d.id, 0)),
+                    display_name=d.display_name,
+                )
+            )
+        return out
+
+    def deployments(self, endpoint: str) -> list[DeployedModel]:
+        return self._models(self._endpoint(endpoint))
+
+    def deploy(
+        self,
+        endpoint: str,
+        version: ModelVersion,
+        traffic_percent: int,
+        *,
+        machine_type: str = "n1-standard-2",
+        min_replicas: int = 1,
+        max_replicas: int = 1,
+        display_name: str | None = None,
+    ) -> Deployment:
+        if not 0 < traffic_percent <= 100:
+            raise ValueError(f"traffic_percent must be in 1..100, got {traffic_percent}")
+        ep = self._endpoint(endpoint)
+        before = {d.deployed_model_id for d in self._models(ep)}
+        serving = sum(ep.gca_resource.traffic_split.values()) > 0
+        model = aiplatform.Model(version.resource_name, **self._where())
+        ep.deploy(
+            model,
+            deployed_model_display_name=display_name or f"{version.model_id}-v{version.version_id}",
+            # The SDK scales the others to 100 - traffic_percent; on an empty endpoint it insists
+            # on 100, which is also the only meaningful share there.
+            traffic_percentage=traffic_percent if serving else 100,
+            machine_type=machine_type,
+            min_replica_count=min_replicas,
+            max_replica_count=max_replicas,
+            sync=True,
+        )
+        after = self.deployments(ep.resource_name)
+        new = [
+            d
+            for d in after
+            if d.deployed_model_id not in before and (d.model_id, d.version_id) == (version.model_id, version.version_id)
+        ]
+        if not new:
+            raise RuntimeError(f"deployed {version.resource_name} but cannot find it on {ep.resource_name}")
+        return Deployment(endpoint=ep.resource_name, deployed_model_id=new[-1].deployed_model_id, models=tuple(after))
+
+    def set_traffic(self, endpoint: str, split: Mapping[str, int]) -> list[DeployedModel]:
+        if sum(split.values()) != 100:
+            raise ValueError(f"traffic split must sum to 100, got {dict(split)}")
+        ep = self._endpoint(endpoint)
+        ep.update(traffic_split={k: int(v) for k, v in split.items()})
+        return self.deployments(ep.resource_name)
+
+    def undeploy(self, endpoint: str, deployed_model_id: str) -> None:
+        ep = self._endpoint(endpoint)
+        if deployed_model_id not in {d.id for d in ep.gca_resource.deployed_models}:
+            raise NotFoundError(f"{deployed_model_id} is not deployed on {ep.resource_name}")
+        # The SDK spreads the model's traffic over the others, and refuses (ValueError) when the
+        # model holds all of it while others are deployed: the caller must set_traffic first.
+        ep.undeploy(deployed_model_id, sync=True)
