@@ -8,18 +8,8 @@ registrar and read by the deployer, the CLI and `mlops lineage`.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-LABEL_MAX = 63
-
-
-def label_value(value: str) -> str:
-    """A registry-safe label value: lowercase letters, digits, '_' and '-', at most 63 characters."""
-    cleaned = re.sub(r"[^a-z0-9_-]", "_", value.lower())
-    return cleaned[:LABEL_MAX]
-
 
 @dataclass(frozen=True)
 class VersionMeta:

@@ -1,7 +1,8 @@
 """Builders that turn settings into adapters: the one place a service's clients are constructed.
 
 Called from each service's `create_app()`, never at import time, so tests build the same handlers
-with in-memory or emulator-backed ports instead.
+with in-memory or emulator-backed ports instead. Each adapter is imported inside its builder: a
+service image installs only the client libraries of the ports it uses (pyproject extras).
 """
 
 from __future__ import annotations
@@ -31,3 +32,15 @@ def spec_store(settings: CommonSettings):  # -> SpecStore
     from mlops.specstore import SpecStore
 
     return SpecStore(blob_store(settings))
+
+
+def model_registry(settings: CommonSettings):  # -> VertexModelRegistry
+    from mlops.adapters.vertex import VertexModelRegistry
+
+    return VertexModelRegistry(settings.project, settings.location, settings.vertex_endpoint)
+
+
+def model_endpoint(settings: CommonSettings):  # -> VertexEndpoint
+    from mlops.adapters.vertex import VertexEndpoint
+
+    return VertexEndpoint(settings.project, settings.location, settings.vertex_endpoint)

@@ -50,9 +50,11 @@ def load_settings(cls: type[S], service: str, environ: dict[str, str] | None = N
     environ = dict(os.environ if environ is None else environ)
     service_prefix = service.upper().replace("-", "_") + "_"
     values: dict[str, str] = {"service": environ.get("K_SERVICE", service)}
-    for name in cls.model_fields:
-        for key in (PREFIX + name.upper(), service_prefix + name.upper()):  # the service's own wins
-            if key in environ:
+    for name, info in cls.model_fields.items():
+        # Platform-defined names (e.g. Vertex AI's AIP_PREDICT_ROUTE) come in as alias choices.
+        platform = [a.upper() for a in getattr(info.validation_alias, "choices", []) if isinstance(a, str)]
+        for key in (*platform, PREFIX + name.upper(), service_prefix + name.upper()):  # later wins
+            if key in environ and key != name.upper():
                 values[name] = environ[key]
     try:
         return cls.model_validate(values)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import structlog
 
 from mlops.events import DeployedModel as DeployedModelEvent
+from mlops.deployments import manifest_path
 from mlops.events import Envelope, ModelDeployed, ModelRegistered
+from mlops.ports.blobs import BlobStore
 from mlops.ports.registry import DeployedModel, ModelEndpoint, ModelRegistry
 from mlops.registry_meta import VersionMeta
 from mlops.specstore import SpecStore
@@ -20,10 +22,11 @@ log = structlog.get_logger("deployer")
 
 
 class Deployer:
-    def __init__(self, registry: ModelRegistry, endpoints: ModelEndpoint, specs: SpecStore):
+    def __init__(self, registry: ModelRegistry, endpoints: ModelEndpoint, specs: SpecStore, blobs: BlobStore):
         self._registry = registry
         self._endpoints = endpoints
         self._specs = specs
+        self._blobs = blobs
 
     def handle(self, registered: ModelRegistered, envelope: Envelope) -> list[ModelDeployed]:
         if registered.decision != "promote":
@@ -45,12 +48,15 @@ class Deployer:
                              keep_previous=spec.deployment.keep_previous)
         after = self._endpoints.deployments(endpoint)
         log.info("deployed", endpoint=endpoint, split={d.version_id: d.traffic_percent for d in after})
-        return [ModelDeployed(
+        deployed = ModelDeployed(
             pipeline=registered.pipeline, endpoint=endpoint, model_id=registered.model_id,
             version_id=registered.version_id, action=action,
             previous_version=previous.version_id if previous and previous.version_id != registered.version_id else None,
             deployed_models=[self._describe(registered.model_id, d) for d in after],
-        )]
+        )
+        # The manifest a (re)starting predictor serves from; overwritten, so a replay is harmless.
+        self._blobs.put(manifest_path(registered.pipeline), deployed.model_dump_json().encode(), "application/json")
+        return [deployed]
 
     def _retire_old(self, endpoint: str, keep: set[str], keep_previous: bool) -> None:
         for deployed in self._endpoints.deployments(endpoint):

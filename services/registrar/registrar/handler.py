@@ -14,7 +14,7 @@ import structlog
 
 from mlops.events import Envelope, ModelEvaluated, ModelRegistered
 from mlops.ports.registry import ModelRegistry, ModelVersion, NotFoundError
-from mlops.registry_meta import VersionMeta, label_value
+from mlops.registry_meta import VersionMeta
 
 log = structlog.get_logger("registrar")
 
@@ -30,7 +30,7 @@ class Registrar:
     def handle(self, evaluated: ModelEvaluated, envelope: Envelope) -> list[ModelRegistered]:
         model_id = evaluated.pipeline
         promote = evaluated.decision == "promote"
-        version = self._registry.find_version(model_id, "source_event", label_value(envelope.id))
+        version = self._registry.find_version(model_id, "source_event", envelope.id)
         if version is None:
             version = self._register(model_id, evaluated, envelope, promote)
         else:
@@ -69,7 +69,7 @@ class Registrar:
             display_name=model_id,
             artifact_uri=evaluated.artifact_uri.rsplit("/", 1)[0] + "/",
             serving_image=self._serving_image,
-            labels={k: label_value(v) for k, v in labels.items()},
+            labels=labels,  # the adapter makes values registry-safe
             aliases=[],
             description=json.dumps(meta.to_json(), sort_keys=True),
             make_default=promote,

@@ -96,6 +96,10 @@ class BigQueryWarehouse:
         if errors:
             raise WarehouseError(f"{len(errors)} rows rejected by {table}: {errors[:3]}")
 
+    def has_rows(self, table: str, column: str, value: str) -> bool:
+        sql = f"SELECT 1 AS hit FROM `{self.qualified(table)}` WHERE `{column}` = @value LIMIT 1"
+        return bool(self.query(sql, {"value": value}))
+
     def source_status(self, table: str, after: datetime | None) -> SourceStatus:
         sql = (
             f"SELECT COUNT(*) AS total_rows, MAX({INGESTED_AT_COLUMN}) AS watermark, "

@@ -103,6 +103,9 @@ class InMemoryWarehouse:
         with self._lock:
             self.tables.setdefault(self.qualified(table), []).extend(dict(r) for r in rows)
 
+    def has_rows(self, table: str, column: str, value: str) -> bool:
+        return any(r.get(column) == value for r in self.tables.get(self.qualified(table), []))
+
     def source_status(self, table: str, after: datetime | None) -> SourceStatus:
         rows = self.tables.get(self.qualified(table), [])
         times = [_ts(r[INGESTED_AT_COLUMN]) for r in rows]

@@ -167,6 +167,7 @@ class VertexModelRegistry(_VertexBase):
             labels=dict(model.labels),
             aliases=tuple(model.version_aliases),
             create_time=_aware(model.version_create_time),
+            description=model.version_description or model.description or "",
         )
 
     def _exists(self, model_id: str) -> bool:

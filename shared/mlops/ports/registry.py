@@ -38,6 +38,8 @@ class ModelVersion:
     labels: Mapping[str, str] = field(hash=False)
     aliases: tuple[str, ...]
     create_time: datetime  # timezone-aware (UTC)
+    # Free text in Vertex; the loop keeps JSON there (artifact, checksum, metrics, lineage: registry_meta).
+    description: str = ""
 
 
 @dataclass(frozen=True)

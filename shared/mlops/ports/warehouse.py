@@ -45,6 +45,9 @@ class Warehouse(Protocol):
     def insert_rows(self, table: str, rows: Sequence[Row]) -> None:
         """Append rows (streaming insert); raises on any rejected row."""
 
+    def has_rows(self, table: str, column: str, value: str) -> bool:
+        """Whether any row has `column = value` (a stage's idempotence check on its input event id)."""
+
     def source_status(self, table: str, after: datetime | None) -> SourceStatus:
         """Rows in a source table, and how many were ingested after `after`."""
 

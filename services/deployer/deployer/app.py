@@ -1,0 +1,27 @@
+"""deployer's HTTP entry point: Pub/Sub pushes `model.registered` here."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from deployer.handler import Deployer
+from mlops import runtime
+from mlops.bus import PushEndpoint, Route, create_push_app
+from mlops.events import ModelRegistered
+from mlops.log import configure_logging
+from mlops.settings import CommonSettings, load_settings
+
+SERVICE = "deployer"
+
+
+def create_app() -> Flask:
+    settings = load_settings(CommonSettings, SERVICE)
+    configure_logging(settings.service, settings.log_level)
+    deployer = Deployer(runtime.model_registry(settings), runtime.model_endpoint(settings),
+                        runtime.spec_store(settings), runtime.blob_store(settings))
+    endpoint = PushEndpoint(
+        service=settings.service, project=settings.project, bus=runtime.event_bus(settings),
+        routes={ModelRegistered.EVENT_TYPE: Route(deployer.handle)},
+        dead_letter_topic=settings.dead_letter_topic,
+    )
+    return create_push_app(endpoint)

@@ -1,0 +1,28 @@
+"""Loading models and, at start, the deployments the deployer left in the bucket."""
+
+from __future__ import annotations
+
+import json
+
+from mlops.deployments import DEPLOYMENTS_PREFIX
+from mlops.events import ModelDeployed
+from mlops.log import get_logger
+from mlops.ports.blobs import BlobStore
+from predictor.serving import ModelServer
+
+log = get_logger("predictor")
+
+
+def load_model_from_store(blobs: BlobStore, uri: str, checksum: str):
+    from mlops.ml.artifact import load_model
+
+    return load_model(blobs.get(uri), expected_checksum=checksum or None)
+
+
+def restore_deployments(server: ModelServer, blobs: BlobStore) -> None:
+    """Serve what is deployed now, before the next `model.deployed` arrives."""
+    for path in blobs.list(DEPLOYMENTS_PREFIX):
+        try:
+            server.apply(ModelDeployed.model_validate(json.loads(blobs.get(path))))
+        except Exception as error:  # noqa: BLE001 - one bad manifest must not stop serving the others
+            log.error("could not restore a deployment", path=path, error=repr(error))

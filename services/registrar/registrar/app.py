@@ -1,0 +1,34 @@
+"""registrar's HTTP entry point: Pub/Sub pushes `model.evaluated` here."""
+
+from __future__ import annotations
+
+from flask import Flask
+from pydantic import Field
+
+from mlops import runtime
+from mlops.bus import PushEndpoint, Route, create_push_app
+from mlops.events import ModelEvaluated
+from mlops.log import configure_logging
+from mlops.settings import CommonSettings, load_settings
+from registrar.handler import Registrar
+
+SERVICE = "registrar"
+
+
+class RegistrarSettings(CommonSettings):
+    serving_image: str = Field(
+        "us-docker.pkg.dev/mlops-local/mlops/predictor:latest",
+        description="Serving container recorded on each version (the predictor image).",
+    )
+
+
+def create_app() -> Flask:
+    settings = load_settings(RegistrarSettings, SERVICE)
+    configure_logging(settings.service, settings.log_level)
+    registrar = Registrar(runtime.model_registry(settings), settings.serving_image, settings.code_version)
+    endpoint = PushEndpoint(
+        service=settings.service, project=settings.project, bus=runtime.event_bus(settings),
+        routes={ModelEvaluated.EVENT_TYPE: Route(registrar.handle)},
+        dead_letter_topic=settings.dead_letter_topic,
+    )
+    return create_push_app(endpoint)
