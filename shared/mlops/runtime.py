@@ -44,3 +44,19 @@ def model_endpoint(settings: CommonSettings):  # -> VertexEndpoint
     from mlops.adapters.vertex import VertexEndpoint
 
     return VertexEndpoint(settings.project, settings.location, settings.vertex_endpoint)
+
+
+def trainer_backend(settings):  # settings: TrainingSettings -> TrainerBackend
+    """The backend named by MLOPS_TRAINER_BACKEND, and the errors that make its failures permanent."""
+    from mlops.ml.artifact import ArtifactError
+    from mlops.ml.models import ModelOptionsError, TrainingDataError
+    from mlops.ml.split import SplitError
+
+    permanent = (ModelOptionsError, TrainingDataError, SplitError, ArtifactError)
+    if settings.trainer_backend == "bqml":
+        from mlops.adapters.bqml_backend import BigQueryMLBackend
+
+        return BigQueryMLBackend(warehouse(settings), settings.dataset), permanent
+    from mlops.adapters.sklearn_backend import SklearnBackend
+
+    return SklearnBackend(warehouse(settings), blob_store(settings)), permanent

@@ -72,3 +72,11 @@ def describe(cls: type[CommonSettings]) -> list[tuple[str, str, str]]:
         default = "required" if info.is_required() else repr(info.default)
         rows.append((PREFIX + name.upper(), default, info.description or ""))
     return rows
+
+
+class TrainingSettings(CommonSettings):
+    """The trainer's and evaluator's: which backend trains and scores models."""
+
+    trainer_backend: Literal["sklearn", "bqml"] = Field(
+        "sklearn", description="sklearn trains in the service (default, runs anywhere); bqml runs CREATE MODEL in BigQuery."
+    )

@@ -14,12 +14,19 @@ from mlops.settings import CommonSettings, load_settings
 SERVICE = "data-watcher"
 
 
+def max_feature_psi(reference: list[dict], current: list[dict], features: list[str]) -> float:
+    """The largest PSI over the features; numeric ones binned by the reference's quantiles."""
+    from mlops.ml.drift import psi_between
+
+    numeric = [f for f in features if all(isinstance(r.get(f), (int, float, type(None))) for r in reference)]
+    categorical = [f for f in features if f not in numeric]
+    return psi_between(reference, current, numeric, categorical).max_psi
+
+
 def create_app() -> Flask:
     settings = load_settings(CommonSettings, SERVICE)
     configure_logging(settings.service, settings.log_level)
-    from mlops.ml.drift import max_psi
-
-    watcher = DataWatcher(runtime.warehouse(settings), runtime.spec_store(settings), drift=max_psi)
+    watcher = DataWatcher(runtime.warehouse(settings), runtime.spec_store(settings), drift=max_feature_psi)
     endpoint = PushEndpoint(
         service=settings.service, project=settings.project, bus=runtime.event_bus(settings),
         routes={WatchTick.EVENT_TYPE: Route(watcher.handle, starts_run=True)},

@@ -76,7 +76,7 @@ def register_prediction_routes(app: Flask, server: ModelServer, batcher: Predict
             served = server.routing(pipeline).pick(request_id)
         except NoModelDeployed as error:
             return jsonify(error=str(error)), 503
-        problems = served.model.check_instances(instances)
+        problems = served.model.validate_instances(instances)
         if problems:
             return _bad_request(f"instances do not fit the features of {pipeline} version {served.version_id}", problems)
         values, scores = served.model.predict(instances)

@@ -1,0 +1,27 @@
+"""evaluator's HTTP entry point: Pub/Sub pushes `model.trained` here."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from evaluator.handler import Evaluator
+from mlops import runtime
+from mlops.bus import PushEndpoint, Route, create_push_app
+from mlops.events import ModelTrained
+from mlops.log import configure_logging
+from mlops.settings import TrainingSettings, load_settings
+
+SERVICE = "evaluator"
+
+
+def create_app() -> Flask:
+    settings = load_settings(TrainingSettings, SERVICE)
+    configure_logging(settings.service, settings.log_level)
+    backend, permanent_errors = runtime.trainer_backend(settings)
+    evaluator = Evaluator(backend, runtime.spec_store(settings), runtime.model_registry(settings), permanent_errors)
+    endpoint = PushEndpoint(
+        service=settings.service, project=settings.project, bus=runtime.event_bus(settings),
+        routes={ModelTrained.EVENT_TYPE: Route(evaluator.handle)},
+        dead_letter_topic=settings.dead_letter_topic,
+    )
+    return create_push_app(endpoint)

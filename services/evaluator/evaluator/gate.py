@@ -1,0 +1,37 @@
+"""The promotion gate: does the candidate beat the bar, and the champion by enough, on the same rows?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlops.spec import PromotionSpec
+
+LOWER_IS_BETTER = frozenset({
+    "log_loss", "mean_absolute_error", "mean_squared_error", "mean_squared_log_error", "median_absolute_error",
+})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: str  # promote | reject
+    reason: str
+
+
+def judge(promotion: PromotionSpec, candidate: dict[str, float], champion: dict[str, float] | None,
+          champion_version: str | None) -> Verdict:
+    metric = promotion.metric
+    if metric not in candidate:
+        return Verdict("reject", f"{metric} was not computed for the candidate")
+    value = candidate[metric]
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    if promotion.minimum is not None and sign * (value - promotion.minimum) < 0:
+        bound = "<=" if sign < 0 else ">="
+        return Verdict("reject", f"{metric} {value:.4f} misses the bar ({bound} {promotion.minimum})")
+    if not champion or metric not in champion:
+        return Verdict("promote", f"{metric} {value:.4f} passes the bar and there is no champion to beat")
+    gain = sign * (value - champion[metric])
+    if gain < promotion.min_gain:
+        return Verdict("reject", f"{metric} {value:.4f} vs champion v{champion_version} {champion[metric]:.4f}: "
+                                 f"gain {gain:+.4f} < required {promotion.min_gain}")
+    return Verdict("promote", f"{metric} {value:.4f} beats champion v{champion_version} {champion[metric]:.4f} "
+                              f"by {gain:+.4f} (>= {promotion.min_gain})")

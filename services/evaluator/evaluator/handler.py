@@ -1,0 +1,65 @@
+"""evaluator: score the candidate and the current champion on the same held-out rows, then decide.
+
+Pure computation over its inputs (the snapshot and two artifacts), so a redelivered event yields
+the same decision and no side effect: nothing needs recording for idempotence.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+
+from evaluator.gate import judge
+from mlops.bus import PermanentError
+from mlops.events import Envelope, ModelEvaluated, ModelTrained
+from mlops.ports.registry import ModelRegistry, NotFoundError
+from mlops.ports.trainer import TrainerBackend
+from mlops.registry_meta import VersionMeta
+from mlops.specstore import SpecStore, UnknownPipeline
+
+log = structlog.get_logger("evaluator")
+
+
+class Evaluator:
+    def __init__(self, backend: TrainerBackend, specs: SpecStore, registry: ModelRegistry,
+                 permanent_errors: tuple[type[Exception], ...] = ()):
+        self._backend = backend
+        self._specs = specs
+        self._registry = registry
+        self._permanent_errors = (UnknownPipeline, *permanent_errors)
+
+    def handle(self, trained: ModelTrained, envelope: Envelope) -> list[ModelEvaluated]:
+        started = time.perf_counter()
+        try:
+            spec = self._specs.get(trained.pipeline)
+            candidate = self._backend.evaluate(spec, trained.artifact_uri, trained.artifact_checksum,
+                                               trained.snapshot_table)
+        except self._permanent_errors as error:
+            raise PermanentError(f"cannot evaluate {trained.candidate_version}: {error}") from error
+        champion_version, champion_metrics = self._champion(spec, trained)
+        verdict = judge(spec.promotion, candidate.metrics, champion_metrics, champion_version)
+        log.info("evaluated", candidate=trained.candidate_version, decision=verdict.decision, reason=verdict.reason)
+        return [ModelEvaluated(
+            pipeline=trained.pipeline, candidate_version=trained.candidate_version, model_type=trained.model_type,
+            artifact_uri=trained.artifact_uri, artifact_checksum=trained.artifact_checksum,
+            snapshot_table=trained.snapshot_table, data_version=trained.data_version,
+            eval_rows=candidate.eval_rows, metrics=candidate.metrics, champion_version=champion_version,
+            champion_metrics=champion_metrics or {}, gate_metric=spec.promotion.metric,
+            decision=verdict.decision, reason=verdict.reason,
+            evaluate_seconds=round(time.perf_counter() - started, 6),
+        )]
+
+    def _champion(self, spec, trained: ModelTrained) -> tuple[str | None, dict[str, float] | None]:
+        try:
+            champion = self._registry.get_version(spec.model_id, "champion")
+        except NotFoundError:
+            return None, None
+        meta = VersionMeta.of(champion)
+        try:
+            scored = self._backend.evaluate(spec, meta.artifact_uri, meta.artifact_checksum, trained.snapshot_table)
+        except self._permanent_errors as error:
+            # A champion that cannot score these rows (say the spec's features changed) is no bar.
+            log.warning("champion cannot be scored on this snapshot", champion=champion.version_id, error=str(error))
+            return champion.version_id, None
+        return champion.version_id, scored.metrics

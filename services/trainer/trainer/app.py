@@ -1,0 +1,27 @@
+"""trainer's HTTP entry point: Pub/Sub pushes `data.ready` here."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from mlops import runtime
+from mlops.bus import PushEndpoint, Route, create_push_app
+from mlops.events import DataReady
+from mlops.log import configure_logging
+from mlops.settings import TrainingSettings, load_settings
+from trainer.handler import Trainer
+
+SERVICE = "trainer"
+
+
+def create_app() -> Flask:
+    settings = load_settings(TrainingSettings, SERVICE)
+    configure_logging(settings.service, settings.log_level)
+    backend, permanent_errors = runtime.trainer_backend(settings)
+    trainer = Trainer(backend, runtime.spec_store(settings), runtime.blob_store(settings), permanent_errors)
+    endpoint = PushEndpoint(
+        service=settings.service, project=settings.project, bus=runtime.event_bus(settings),
+        routes={DataReady.EVENT_TYPE: Route(trainer.handle)},
+        dead_letter_topic=settings.dead_letter_topic,
+    )
+    return create_push_app(endpoint)

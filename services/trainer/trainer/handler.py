@@ -1,0 +1,55 @@
+"""trainer: on `data.ready`, train the pipeline's model on that snapshot and announce the candidate.
+
+Idempotent on the input event: the candidate id and artifact folder derive from the event id, and a
+`trained.json` record written after the artifact short-cuts a redelivery to the same announcement.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from mlops.bus import PermanentError
+from mlops.events import DataReady, Envelope, ModelTrained
+from mlops.ports.blobs import BlobStore
+from mlops.ports.trainer import TrainerBackend
+from mlops.specstore import SpecStore, UnknownPipeline
+
+log = structlog.get_logger("trainer")
+
+RECORD_FILE = "trained.json"
+
+
+def candidate_id(data_version: str, event_id: str) -> str:
+    return f"{data_version}-{event_id.replace('-', '')[:8]}"
+
+
+class Trainer:
+    def __init__(self, backend: TrainerBackend, specs: SpecStore, blobs: BlobStore,
+                 permanent_errors: tuple[type[Exception], ...] = ()):
+        self._backend = backend
+        self._specs = specs
+        self._blobs = blobs
+        self._permanent_errors = (UnknownPipeline, *permanent_errors)
+
+    def handle(self, ready: DataReady, envelope: Envelope) -> list[ModelTrained]:
+        candidate = candidate_id(ready.data_version, envelope.id)
+        artifact_dir = f"models/{ready.pipeline}/{candidate}"
+        record = f"{artifact_dir}/{RECORD_FILE}"
+        if self._blobs.exists(record):
+            log.info("already trained for this event; announcing it again", candidate=candidate)
+            return [ModelTrained.model_validate_json(self._blobs.get(record))]
+        try:
+            spec = self._specs.get(ready.pipeline)
+            artifact = self._backend.train(spec, ready.snapshot_table, artifact_dir)
+        except self._permanent_errors as error:
+            raise PermanentError(f"cannot train {ready.pipeline} on {ready.snapshot_table}: {error}") from error
+        trained = ModelTrained(
+            pipeline=ready.pipeline, candidate_version=candidate, model_type=spec.model.type,
+            backend=self._backend.name, artifact_uri=artifact.artifact_uri, artifact_checksum=artifact.checksum,
+            hyperparameters=artifact.hyperparameters, feature_columns=spec.source.features,
+            label_column=spec.source.label, snapshot_table=ready.snapshot_table, data_version=ready.data_version,
+            train_rows=artifact.train_rows, train_seconds=round(artifact.train_seconds, 6),
+        )
+        self._blobs.put(record, trained.model_dump_json().encode(), "application/json")
+        log.info("trained", candidate=candidate, rows=artifact.train_rows, seconds=round(artifact.train_seconds, 3))
+        return [trained]
