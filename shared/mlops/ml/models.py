@@ -347,9 +347,11 @@ def infer_feature_specs(rows: Rows, feature_columns: Sequence[str]) -> tuple[Fea
     return tuple(specs)
 
 
-def validate_instances(features: Sequence[FeatureSpec], instances: Any) -> list[str]:
+def validate_instances(features: Sequence[FeatureSpec], instances: Any, *,
+                       extra_columns_ok: bool = False) -> list[str]:
     """Every problem with prediction instances at once: not an object, a missing or unknown feature, a value
-    of the wrong type. NULL (None) is accepted for any feature, as BigQuery ML imputes it."""
+    of the wrong type. NULL (None) is accepted for any feature, as BigQuery ML imputes it. The predictor
+    returns these as its 400 body."""
     if not isinstance(instances, Sequence) or isinstance(instances, (str, bytes)):
         return ["instances must be a list of objects"]
     if not instances:
@@ -366,7 +368,8 @@ def validate_instances(features: Sequence[FeatureSpec], instances: Any) -> list[
         for name, value in instance.items():
             spec = by_name.get(name)
             if spec is None:
-                problems.append(f"instance {index}: unknown feature {name!r}")
+                if not extra_columns_ok:
+                    problems.append(f"instance {index}: unknown feature {name!r}")
             elif value is not None and not _fits(spec.kind, value):
                 problems.append(f"instance {index}: feature {name!r} must be {_expected(spec.kind)}, "
                                 f"got {type(value).__name__} {value!r}"[:200])
@@ -441,19 +444,21 @@ class TrainedModel:
     def feature_columns(self) -> list[str]:
         return [spec.name for spec in self.features]
 
-    def validate_instances(self, instances: Any) -> list[str]:
-        return validate_instances(self.features, instances)
+    def validate_instances(self, instances: Any, *, extra_columns_ok: bool = False) -> list[str]:
+        return validate_instances(self.features, instances, extra_columns_ok=extra_columns_ok)
 
     def predict_proba(self, rows: Rows) -> np.ndarray:
         if not self.is_classifier:
             raise TypeError(f"{self.model_type.value} has no class probabilities")
         return self.pipeline.predict_proba(feature_matrix(rows, self.features))
 
-    def predict(self, rows: Rows) -> tuple[list[Any], list[float | None]]:
+    def predict(self, rows: Rows, *, extra_columns_ok: bool = False) -> tuple[list[Any], list[float | None]]:
         """Predicted labels (or values) and scores. The score is the positive class's probability for a
         binary classifier, the winning class's probability for a multiclass one, and None for regression.
-        Raises InvalidInstancesError listing every problem if the rows don't fit the features."""
-        problems = self.validate_instances(rows)
+        Raises InvalidInstancesError listing every problem if the rows don't fit the features; columns that
+        aren't features (a label, a row key) are problems too unless `extra_columns_ok`, as when
+        evaluating on table rows."""
+        problems = self.validate_instances(rows, extra_columns_ok=extra_columns_ok)
         if problems:
             raise InvalidInstancesError(problems)
         matrix = feature_matrix(rows, self.features)
