@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mlops.ml.metrics import higher_is_better
 from mlops.spec import PromotionSpec
-
-LOWER_IS_BETTER = frozenset({
-    "log_loss", "mean_absolute_error", "mean_squared_error", "mean_squared_log_error", "median_absolute_error",
-})
 
 
 @dataclass(frozen=True)
@@ -23,7 +20,7 @@ def judge(promotion: PromotionSpec, candidate: dict[str, float], champion: dict[
     if metric not in candidate:
         return Verdict("reject", f"{metric} was not computed for the candidate")
     value = candidate[metric]
-    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    sign = 1.0 if higher_is_better(metric) else -1.0
     if promotion.minimum is not None and sign * (value - promotion.minimum) < 0:
         bound = "<=" if sign < 0 else ">="
         return Verdict("reject", f"{metric} {value:.4f} misses the bar ({bound} {promotion.minimum})")

@@ -14,9 +14,9 @@ log = get_logger("predictor")
 
 
 def load_model_from_store(blobs: BlobStore, uri: str, checksum: str):
-    from mlops.ml.artifact import load_model
+    from mlops.ml.artifact import loads_model
 
-    return load_model(blobs.get(uri), expected_checksum=checksum or None)
+    return loads_model(blobs.get(uri), expected_checksum=checksum)
 
 
 def restore_deployments(server: ModelServer, blobs: BlobStore) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from mlops.ml.artifact import checksum, dump_model, load_model
+from mlops.ml.artifact import checksum, dumps_model, loads_model
 from mlops.ml.metrics import evaluate
 from mlops.ml.models import parse_model_options, split_for, train
 from mlops.ports.blobs import BlobStore
@@ -34,7 +34,7 @@ class SklearnBackend:
     def train(self, spec: PipelineSpec, snapshot_table: str, artifact_dir: str) -> TrainedArtifact:
         model = train(spec.model.type, spec.model.options, self._rows(spec, snapshot_table),
                       spec.source.features, spec.source.label, seed=spec.model.seed)
-        data = dump_model(model)
+        data = dumps_model(model)
         uri = self._blobs.put(f"{artifact_dir}/{ARTIFACT_FILE}", data, "application/zip")
         return TrainedArtifact(
             artifact_uri=uri, checksum=checksum(data), train_rows=model.training.rows_train,
@@ -43,7 +43,7 @@ class SklearnBackend:
         )
 
     def evaluate(self, spec: PipelineSpec, artifact_uri: str, checksum_: str, snapshot_table: str) -> Evaluation:
-        model = load_model(self._blobs.get(artifact_uri), expected_checksum=checksum_)
+        model = loads_model(self._blobs.get(artifact_uri), expected_checksum=checksum_)
         rows = self._rows(spec, snapshot_table)
         # The split the current spec makes of this snapshot: the same rows for candidate and champion.
         held_out = split_for(spec.model.type, parse_model_options(spec.model.type, spec.model.options), rows).eval_rows
