@@ -19,6 +19,7 @@ the stack starts offline.
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import shutil
 import subprocess
@@ -332,7 +333,7 @@ class PubSubEmulator(Emulator):
 def _bundled_extension_file(package: str, extension: str) -> Path | None:
     """The `<extension>.duckdb_extension` file shipped in a `duckdb-extension-*` wheel, if installed."""
     try:
-        module = __import__(package)
+        module = importlib.import_module(package)
     except ImportError:
         return None
     import duckdb
