@@ -30,7 +30,7 @@ import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
@@ -433,8 +433,7 @@ class TrainedModel:
     seed: int
     pipeline: Pipeline
     training: TrainingSummary
-    drift_reference: DriftReference | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    drift_reference: DriftReference | None = None  # training rows' feature distribution, for the watcher
 
     @property
     def is_classifier(self) -> bool:
