@@ -1,0 +1,217 @@
+"""`mlops demo`: a real dataset played into BigQuery batch by batch while the loop runs by itself.
+
+The demo only does what a user (or a daily load job) would: apply a spec, land rows, send
+prediction traffic, land late labels. Everything else (snapshots, training, gating, registering,
+deploying, logging predictions) happens in the services, triggered by events. The demo watches
+the registry and the predictor to report progress and timings.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+from rich.console import Console
+from rich.table import Table
+
+from mlops.spec import PipelineSpec, parse_spec
+
+DEMO_BATCHES = (800, 400, 500, 700, 900, 877)
+PREDICTIONS_PER_ROUND = 100
+ROUND_TIMEOUT_S = 90.0
+
+DEMO_SPEC = """
+name: abalone
+source:
+  table: abalone
+  label: rings_above_9
+  features: [sex, length, diameter, height, whole_weight, shucked_weight, viscera_weight, shell_weight]
+model:
+  type: BOOSTED_TREE_CLASSIFIER
+  options: {max_iterations: 30, learn_rate: 0.1, max_tree_depth: 4,
+            data_split_method: RANDOM, data_split_eval_fraction: 0.2}
+  seed: 42
+retrain:
+  new_rows_fraction: 0.2
+  schedule_seconds: 600
+promotion:
+  metric: roc_auc
+  minimum: 0.8
+  min_gain: 0.003
+deployment:
+  canary_percent: 0
+"""
+
+
+def demo_spec() -> PipelineSpec:
+    return parse_spec(DEMO_SPEC, "demo spec")
+
+
+def write_demo_csvs(folder: Path) -> list[Path]:
+    """The demo's batches as CSV files, exactly what `mlops ingest --csv` takes (handy to try by hand)."""
+    from mlops.ml.datasets import load_demo_dataset
+
+    data = load_demo_dataset()
+    columns = ["_row_id", *data.feature_columns, data.label_column]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths, start = [], 0
+    for number, size in enumerate(DEMO_BATCHES, 1):
+        path = folder / f"batch-{number}.csv"
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, columns)
+            writer.writeheader()
+            writer.writerows({c: row[c] for c in columns} for row in data.rows[start:start + size])
+        paths.append(path)
+        start += size
+    return paths
+
+
+class LoopWatcher:
+    """Observes what the loop did, through the same public surfaces a user has."""
+
+    def __init__(self, ctx, spec: PipelineSpec):
+        self.ctx = ctx
+        self.spec = spec
+        self.predictor = ctx.predictor_url()
+        self.http = requests.Session()
+
+    def versions(self) -> dict[str, Any]:
+        return {v.version_id: v for v in self.ctx.registry.list_versions(self.spec.model_id)}
+
+    def serving(self) -> dict[str, int]:
+        health = self.http.get(f"{self.predictor}/healthz", timeout=5).json()
+        return health.get("serving", {}).get(self.spec.name, {})
+
+    def wait_new_version(self, known: set[str], timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            fresh = {k: v for k, v in self.versions().items() if k not in known}
+            if fresh:
+                return max(fresh.values(), key=lambda v: int(v.version_id))
+            time.sleep(0.05)
+        raise TimeoutError(f"no new model version within {timeout:.0f} s (see the services' logs)")
+
+    def wait_serving(self, version_id: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.serving().get(version_id, 0) > 0:
+                return
+            time.sleep(0.02)
+        raise TimeoutError(f"version {version_id} was not serving within {timeout:.0f} s")
+
+    def send_predictions(self, rows: Sequence[dict[str, Any]], run_tag: str) -> list[str]:
+        features = self.spec.source.features
+
+        def one(index_row: tuple[int, dict[str, Any]]) -> str | None:
+            index, row = index_row
+            request_id = f"{run_tag}-{index}"
+            response = self.http.post(f"{self.predictor}/predict/{self.spec.name}",
+                                      json={"instances": [{f: row[f] for f in features}]},
+                                      headers={"X-Request-Id": request_id}, timeout=10)
+            return request_id if response.status_code == 200 else None
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return [rid for rid in pool.map(one, enumerate(rows)) if rid]
+
+    def logged(self, request_ids: Sequence[str]) -> int:
+        from mlops.topology import PREDICTIONS_TABLE
+
+        rows = self.ctx.warehouse.query(
+            f"SELECT COUNT(DISTINCT request_id) AS n FROM `{self.ctx.warehouse.qualified(PREDICTIONS_TABLE)}` "
+            "WHERE pipeline = @pipeline", {"pipeline": self.spec.name})
+        return int(rows[0]["n"])
+
+
+def run_demo(data_dir: Path, keep: bool = False, console: Console | None = None) -> dict[str, Any]:
+    from mlops.cli.context import CliContext
+    from mlops.events import WatchTick
+    from mlops.ingest import ingest_labels, ingest_rows
+    from mlops.ml.datasets import load_demo_dataset
+    from mlops.registry_meta import VersionMeta
+    from mlops.stack.supervisor import Stack
+
+    console = console or Console(stderr=True)
+    started = time.monotonic()
+    stack = Stack(data_dir)
+    with console.status("starting the local stack (emulators, Vertex stand-in, 7 services)..."):
+        stack.up()
+    console.print(f"stack up in {time.monotonic() - started:.1f} s")
+    rounds: list[dict[str, Any]] = []
+    try:
+        ctx = CliContext(data_dir)
+        spec = demo_spec()
+        ctx.specs.put(spec)
+        data = load_demo_dataset()
+        console.print(f"dataset: {data.description.splitlines()[0]} ({len(data.rows)} rows)")
+        watcher = LoopWatcher(ctx, spec)
+        sent: list[str] = []
+        position = 0
+        for number, size in enumerate(DEMO_BATCHES, 1):
+            batch = data.rows[position:position + size]
+            position += size
+            known = set(watcher.versions())
+            landed = time.monotonic()
+            ingest_rows(ctx.warehouse, spec, batch)
+            ctx.bus.publish_payload(WatchTick.EVENT_TYPE, {"pipeline": spec.name, "reason": "data_landed"}, "demo")
+            version = watcher.wait_new_version(known, ROUND_TIMEOUT_S)
+            registered_s = time.monotonic() - landed
+            meta = VersionMeta.of(version)
+            serving_s = None
+            if meta.decision == "promote":
+                watcher.wait_serving(version.version_id, ROUND_TIMEOUT_S)
+                serving_s = time.monotonic() - landed
+            round_ = {
+                "round": number, "rows_landed": size, "total_rows": position,
+                "data_version": version.labels.get("data_version", ""), "version": version.version_id,
+                "decision": meta.decision, "reason": meta.reason,
+                "roc_auc": meta.metrics.get("roc_auc"), "champion_roc_auc": meta.champion_metrics.get("roc_auc"),
+                "landed_to_registered_s": round(registered_s, 2),
+                "landed_to_serving_s": round(serving_s, 2) if serving_s else None,
+            }
+            rounds.append(round_)
+            style = "green" if meta.decision == "promote" else "yellow"
+            console.print(f"round {number}: {size} rows landed -> v{version.version_id} [{style}]{meta.decision}[/{style}]"
+                          f" ({meta.reason}) in {registered_s:.1f} s")
+            # Traffic on whatever serves now; then the truth for half of it arrives late, as labels.
+            traffic = data.rows[position:position + PREDICTIONS_PER_ROUND] or data.rows[:PREDICTIONS_PER_ROUND]
+            ids = watcher.send_predictions(traffic, f"demo-{uuid.uuid4().hex[:8]}")
+            sent.extend(ids)
+            labels = [{"request_id": rid, spec.source.label: row[spec.source.label]}
+                      for rid, row in list(zip(ids, traffic))[: len(ids) // 2]]
+            ingest_labels(ctx.warehouse, spec.name, labels, spec.source.label)
+        deadline = time.monotonic() + 60
+        while watcher.logged(sent) < len(sent) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        logged = watcher.logged(sent)
+        summary = {
+            "ok": logged == len(sent) and any(r["decision"] == "promote" for r in rounds)
+                  and any(r["decision"] == "reject" for r in rounds) and len(rounds) >= 3,
+            "pipeline": spec.name, "rounds": rounds,
+            "predictions_sent": len(sent), "predictions_logged": logged,
+            "serving": watcher.serving(), "seconds": round(time.monotonic() - started, 1),
+        }
+        print_summary(console, summary)
+        return summary
+    finally:
+        if not keep:
+            stack.down()
+            console.print("stack stopped (use --keep to leave it running)")
+
+
+def print_summary(console: Console, summary: dict[str, Any]) -> None:
+    table = Table("round", "rows", "data", "version", "decision", "roc_auc", "champion", "registered s", "serving s",
+                  title=f"mlops demo: {summary['pipeline']}")
+    for r in summary["rounds"]:
+        fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else "-"  # noqa: E731
+        table.add_row(str(r["round"]), str(r["total_rows"]), r["data_version"], r["version"], r["decision"],
+                      fmt(r["roc_auc"]), fmt(r["champion_roc_auc"]), f"{r['landed_to_registered_s']:.2f}",
+                      f"{r['landed_to_serving_s']:.2f}" if r["landed_to_serving_s"] else "-")
+    console.print(table)
+    console.print(f"predictions: {summary['predictions_sent']} sent, {summary['predictions_logged']} in BigQuery; "
+                  f"serving {summary['serving']}; {summary['seconds']} s in all")
