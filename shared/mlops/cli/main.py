@@ -112,12 +112,11 @@ def topology(tfvars: Annotated[bool, typer.Option("--tfvars", help="Terraform va
 @pipeline_app.command("apply")
 def pipeline_apply(spec_file: Path, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Validate a pipeline spec (YAML) and store it where every service reads it."""
+    from mlops.ml.models import ModelOptionsError, parse_model_options
     from mlops.spec import SpecError, load_spec
 
     try:
         spec = load_spec(spec_file)
-        from mlops.ml.models import ModelOptionsError, parse_model_options
-
         parse_model_options(spec.model.type, spec.model.options)
     except (SpecError, ModelOptionsError) as error:
         _fail(str(error), 2)
