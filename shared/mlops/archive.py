@@ -28,10 +28,16 @@ class ArchivedEvent:
     data: str
 
     def payload(self) -> dict[str, Any]:
+        """The payload as plain JSON values, read through today's schema (so older events are upcast)."""
+        from mlops.events import EventValidationError, decode
+
         try:
-            return json.loads(self.data)
-        except json.JSONDecodeError:
-            return {"_raw": self.data}
+            return decode(self.type, self.data.encode("utf-8")).model_dump(mode="json")
+        except EventValidationError:  # a dead letter, or a type this version does not know
+            try:
+                return json.loads(self.data)
+            except json.JSONDecodeError:
+                return {"_raw": self.data}
 
     def as_dict(self) -> dict[str, Any]:
         return {

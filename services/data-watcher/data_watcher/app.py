@@ -30,6 +30,6 @@ def create_app() -> Flask:
     endpoint = PushEndpoint(
         service=settings.service, project=settings.project, bus=runtime.event_bus(settings),
         routes={WatchTick.EVENT_TYPE: Route(watcher.handle, starts_run=True)},
-        dead_letter_topic=settings.dead_letter_topic,
+        dead_letter_topic=settings.dead_letter_topic, code_version=settings.code_version,
     )
     return create_push_app(endpoint)

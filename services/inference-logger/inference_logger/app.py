@@ -21,6 +21,6 @@ def create_app() -> Flask:
     endpoint = PushEndpoint(
         service=settings.service, project=settings.project, bus=runtime.event_bus(settings),
         routes={PredictionMade.EVENT_TYPE: Route(logger.handle)},
-        dead_letter_topic=settings.dead_letter_topic,
+        dead_letter_topic=settings.dead_letter_topic, code_version=settings.code_version,
     )
     return create_push_app(endpoint)

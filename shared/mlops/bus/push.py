@@ -61,6 +61,7 @@ class PushEndpoint:
     bus: EventBus
     routes: dict[str, Route]
     dead_letter_topic: str
+    code_version: str = ""
     health: Callable[[], dict[str, Any]] = field(default=lambda: {})
 
     def output_envelopes(self, incoming: Envelope, events: Sequence[Event], starts_run: bool) -> list[Envelope]:
@@ -77,6 +78,7 @@ class PushEndpoint:
                 causation_id=incoming.id,
                 replay_of=incoming.replay_of,
                 pipeline=getattr(event, "pipeline", None) or incoming.pipeline,
+                code_version=self.code_version,
             )
             envelopes.append(envelope)
         return envelopes

@@ -227,6 +227,48 @@ def events(run: Annotated[Optional[str], typer.Option("--run")] = None,
 
 
 @app.command()
+def replay(event_id: Annotated[Optional[str], typer.Option("--event", help="ce-id of an archived event.")] = None,
+           run: Annotated[Optional[str], typer.Option("--run", help="Rerun this run ...")] = None,
+           from_stage: Annotated[Optional[str], typer.Option("--from-stage", help="... from this stage on.")] = None,
+           dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; send nothing.")] = False,
+           data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Re-publish an archived event as a new one (`replay_of` = the original), to rerun a stage or a run."""
+    from mlops.events import EventValidationError
+    from mlops.replay import ReplayError, find_event, plan_replay, publish, stage_input
+
+    if bool(event_id) == bool(run):
+        _fail("give either --event ID, or --run RUN with --from-stage STAGE", 2)
+    if run and not from_stage:
+        _fail("--run needs --from-stage (e.g. trainer, evaluator, registrar, deployer)", 2)
+    ctx = CliContext(data_dir)
+    try:
+        original = find_event(ctx.warehouse, event_id) if event_id else stage_input(ctx.warehouse, run, from_stage)
+        planned = plan_replay(original)
+    except (ReplayError, EventValidationError) as error:
+        _fail(str(error), 2)
+    if not dry_run:
+        publish(ctx.bus, planned)
+    _print_json({"dry_run": dry_run, **planned.describe()})
+
+
+@app.command()
+def lineage(pipeline: str, version: str, data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False) -> None:
+    """From a model version back to its data snapshot, params, evaluation, deployments and code versions."""
+    from mlops.lineage import lineage as build_lineage
+    from mlops.ports.registry import NotFoundError
+
+    ctx = CliContext(data_dir)
+    try:
+        report = build_lineage(ctx.registry, ctx.warehouse, pipeline, version)
+    except NotFoundError as error:
+        _fail(str(error), 2)
+    if as_json:
+        _print_json(report)
+        return
+    console.print_json(data=report, default=str)
+
+
+@app.command()
 def demo(data_dir: DataDir = DEFAULT_DATA_DIR,
          keep: Annotated[bool, typer.Option("--keep", help="Leave the stack running afterwards.")] = False,
          as_json: JsonFlag = False) -> None:

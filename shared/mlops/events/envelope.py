@@ -50,6 +50,7 @@ class Envelope:
     causation_id: str = ""
     replay_of: str = ""
     pipeline: str = ""
+    code_version: str = ""  # git commit or image tag of the stage that produced the event (lineage)
     specversion: str = SPEC_VERSION
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -65,7 +66,9 @@ class Envelope:
             "run_id": self.run_id,
         }
         # Pub/Sub attributes cannot be empty-valued in every client; absent means "none".
-        for key, value in (("causation_id", self.causation_id), ("replay_of", self.replay_of), ("pipeline", self.pipeline)):
+        optional = (("causation_id", self.causation_id), ("replay_of", self.replay_of), ("pipeline", self.pipeline),
+                    ("code_version", self.code_version))
+        for key, value in optional:
             if value:
                 attributes[key] = value
         attributes.update(self.extra)
@@ -83,7 +86,7 @@ class Envelope:
                 problems.append(f"ce-time: {error}")
         if problems:
             raise EnvelopeError(problems)
-        known = set(REQUIRED_ATTRIBUTES) | {"ce-datacontenttype", "causation_id", "replay_of", "pipeline"}
+        known = set(REQUIRED_ATTRIBUTES) | {"ce-datacontenttype", "causation_id", "replay_of", "pipeline", "code_version"}
         return cls(
             id=attributes["ce-id"],
             type=attributes["ce-type"],
@@ -94,6 +97,7 @@ class Envelope:
             causation_id=attributes.get("causation_id", ""),
             replay_of=attributes.get("replay_of", ""),
             pipeline=attributes.get("pipeline", ""),
+            code_version=attributes.get("code_version", ""),
             specversion=attributes["ce-specversion"],
             extra={k: v for k, v in attributes.items() if k not in known},
         )

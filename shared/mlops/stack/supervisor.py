@@ -92,6 +92,21 @@ def gunicorn_argv(app: str, port: int, chdir: Path | None = None, threads: int =
                    "--graceful-timeout", "5", "--no-control-socket", app]
 
 
+def code_version() -> str:
+    """The checkout's commit (with `-dirty` for local changes): what each stage records in lineage."""
+    import subprocess
+
+    try:
+        root = repo_root()
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, RuntimeError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit}-dirty" if commit and dirty else commit or "unknown"
+
+
 def service_package(name: str) -> str:
     return name.replace("-", "_")
 
@@ -163,6 +178,7 @@ class Stack:
             state.env.update(emulator.env())
         state.env.update({
             "MLOPS_PROJECT": self.project,
+            "MLOPS_CODE_VERSION": code_version(),
             "MLOPS_BUCKET": f"{self.project}-mlops",
             "MLOPS_LOG_LEVEL": self.log_level,
             "GOOGLE_CLOUD_PROJECT": self.project,

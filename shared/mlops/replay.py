@@ -1,0 +1,72 @@
+"""Re-running stages from the archive.
+
+A replay is a *new* event: new `ce-id`, a new run, and `replay_of` naming the archived original.
+Its payload is the original's, read through today's schema (an event archived before the schema
+gained an optional field is upcast with the field's default). Because every stage's idempotence is
+keyed on its input event id, a replay produces new outputs (a new candidate, a new registry version)
+linked to the old ones, while a mere redelivery of the original produces nothing new.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mlops.archive import ArchivedEvent, query_events
+from mlops.bus.publisher import EventBus, new_envelope
+from mlops.events import Envelope, Event, decode, encode
+from mlops.topology import SERVICES_BY_NAME
+
+REPLAY_SOURCE = "replay"
+
+
+class ReplayError(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class PlannedReplay:
+    original: ArchivedEvent
+    event: Event
+    envelope: Envelope
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "replay_of": self.original.id, "type": self.envelope.type, "new_id": self.envelope.id,
+            "run_id": self.envelope.run_id, "attributes": self.envelope.to_attributes(),
+            "data": self.event.model_dump(mode="json"),
+        }
+
+
+def plan_replay(original: ArchivedEvent) -> PlannedReplay:
+    if not original.type:
+        raise ReplayError(f"archived message {original.message_id} has no event type (a dead letter?)")
+    event = decode(original.type, original.data.encode("utf-8"))  # upcast through today's schema
+    envelope = new_envelope(event, REPLAY_SOURCE, replay_of=original.id)
+    return PlannedReplay(original, event, envelope)
+
+
+def find_event(warehouse, event_id: str) -> ArchivedEvent:
+    found = [e for e in query_events(warehouse, event_id=event_id, limit=5) if e.type]
+    if not found:
+        raise ReplayError(f"no archived event with id {event_id!r}")
+    return found[0]
+
+
+def stage_input(warehouse, run_id: str, stage: str) -> ArchivedEvent:
+    """The event that started `stage` in a run (e.g. the run's data.ready for the trainer)."""
+    service = SERVICES_BY_NAME.get(stage)
+    if service is None:
+        raise ReplayError(f"unknown stage {stage!r}; stages: {sorted(SERVICES_BY_NAME)}")
+    events = query_events(warehouse, run_id=run_id, limit=1000)
+    if not events:
+        raise ReplayError(f"no archived events for run {run_id!r}")
+    for event in reversed(events):  # oldest first: the stage's first input in the run
+        if event.type in service.consumes:
+            return event
+    raise ReplayError(f"run {run_id} has no {' or '.join(service.consumes)} event for stage {stage}")
+
+
+def publish(bus: EventBus, planned: PlannedReplay) -> str:
+    bus.publish_raw(planned.envelope.type, encode(planned.event), planned.envelope.to_attributes()).result(timeout=30)
+    return planned.envelope.id
