@@ -28,6 +28,6 @@ class InferenceLogger:
             {"event_id": envelope.id, "pipeline": made.pipeline, **p.model_dump()}
             for p in made.predictions
         ]
-        self._warehouse.insert_rows(PREDICTIONS_TABLE, rows)
+        self._warehouse.insert_rows(PREDICTIONS_TABLE, rows, row_ids=[f"{envelope.id}/{i}" for i in range(len(rows))])
         log.info("logged predictions", rows=len(rows))
         return []

@@ -89,10 +89,12 @@ class BigQueryWarehouse:
             return None
         return [(field.name, field.field_type) for field in fetched.schema]
 
-    def insert_rows(self, table: str, rows: Sequence[Row]) -> None:
+    def insert_rows(self, table: str, rows: Sequence[Row], row_ids: Sequence[str] | None = None) -> None:
+        """Streaming insert. `row_ids` become insertIds, which BigQuery uses to drop a retried row."""
         if not rows:
             return
-        errors = self._client.insert_rows_json(self.qualified(table), list(rows), retry=INSERT_RETRY, timeout=30)
+        ids = {"row_ids": list(row_ids)} if row_ids is not None else {}
+        errors = self._client.insert_rows_json(self.qualified(table), list(rows), retry=INSERT_RETRY, timeout=30, **ids)
         if errors:
             raise WarehouseError(f"{len(errors)} rows rejected by {table}: {errors[:3]}")
 

@@ -99,7 +99,7 @@ class InMemoryWarehouse:
     def table_columns(self, table: str) -> list[tuple[str, str]] | None:
         return self.columns.get(self.qualified(table))
 
-    def insert_rows(self, table: str, rows: Sequence[Row]) -> None:
+    def insert_rows(self, table: str, rows: Sequence[Row], row_ids: Sequence[str] | None = None) -> None:
         with self._lock:
             self.tables.setdefault(self.qualified(table), []).extend(dict(r) for r in rows)
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +48,34 @@ class PermanentError(Exception):
 Handler = Callable[[Event, Envelope], Sequence[Event]]
 
 
+class KeyedLock:
+    """One lock per key, alive while someone holds or waits for it.
+
+    Duplicates of one event often arrive together (a redelivery racing a slow first attempt); each
+    stage's idempotence check ("did I already do this?") is only sound if they run one at a time.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
+
+
 @dataclass(frozen=True)
 class Route:
     handler: Handler
@@ -63,6 +93,7 @@ class PushEndpoint:
     dead_letter_topic: str
     code_version: str = ""
     health: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    _in_flight: KeyedLock = field(default_factory=KeyedLock, init=False, repr=False)
 
     def output_envelopes(self, incoming: Envelope, events: Sequence[Event], starts_run: bool) -> list[Envelope]:
         envelopes = []
@@ -105,6 +136,11 @@ class PushEndpoint:
             event_id=envelope.id, event_type=envelope.type, run_id=envelope.run_id, pipeline=envelope.pipeline
         )
         started = time.perf_counter()
+        with self._in_flight.hold(envelope.id):
+            return self._handle(route, event, envelope, raw, attributes, message_id, subscription, started)
+
+    def _handle(self, route: Route, event: Event, envelope: Envelope, raw: bytes, attributes: dict[str, str],
+                message_id: str, subscription: str, started: float) -> tuple[int, dict[str, Any]]:
         try:
             outputs = list(route.handler(event, envelope))
         except PermanentError as error:

@@ -42,8 +42,9 @@ class Warehouse(Protocol):
     def table_columns(self, table: str) -> list[tuple[str, str]] | None:
         """(name, type) of each column, or None when the table does not exist."""
 
-    def insert_rows(self, table: str, rows: Sequence[Row]) -> None:
-        """Append rows (streaming insert); raises on any rejected row."""
+    def insert_rows(self, table: str, rows: Sequence[Row], row_ids: Sequence[str] | None = None) -> None:
+        """Append rows (streaming insert); raises on any rejected row. `row_ids` let the warehouse drop
+        a row it already has from a retried insert (BigQuery's insertId; best effort)."""
 
     def has_rows(self, table: str, column: str, value: str) -> bool:
         """Whether any row has `column = value` (a stage's idempotence check on its input event id)."""

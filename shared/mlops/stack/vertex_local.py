@@ -33,6 +33,7 @@ import copy
 import json
 import logging
 import os
+import time
 import random
 import re
 import tempfile
@@ -599,9 +600,29 @@ def create_app(state_file: Path | None = None, *, predict_url: str | None = None
     app = Flask(__name__)
     app.config["VERTEX_LOCAL"] = api
 
+    # Fault injection for tests (as emulators offer): calls whose path contains `match` wait
+    # `delay_s` first, so a test can kill a client in the middle of a multi-call operation.
+    faults: dict[str, float] = {}
+
     @app.get("/healthz")
     def healthz() -> Json:
         return {"status": "ok"}
+
+    @app.route("/_faults", methods=["GET", "PUT", "DELETE"])
+    def set_faults() -> Json:
+        if request.method == "PUT":
+            body = request.get_json(silent=True) or {}
+            faults.clear()
+            faults.update({str(k): float(v) for k, v in body.get("delays", {}).items()})
+        elif request.method == "DELETE":
+            faults.clear()
+        return {"delays": faults}
+
+    @app.before_request
+    def inject_delay() -> None:
+        for match, delay in list(faults.items()):
+            if match in request.path:
+                time.sleep(delay)
 
     @app.post(f"/v1/projects/<project>/locations/<location>/endpoints/<endpoint>:predict")
     def predict(project: str, location: str, endpoint: str) -> Any:
