@@ -22,7 +22,10 @@ from rich.table import Table
 
 from mlops.spec import PipelineSpec, parse_spec
 
-DEMO_BATCHES = (800, 400, 500, 700, 900, 877)
+DEMO_BATCHES = (800, 400, 500, 700, 900, 577)
+# The last rows are never landed as data: they are the production traffic, and half of them get
+# their true label later (`mlops ingest --labels`), which the next round trains on.
+TRAFFIC_ROWS = 300
 PREDICTIONS_PER_ROUND = 100
 ROUND_TIMEOUT_S = 90.0
 
@@ -38,7 +41,7 @@ model:
             data_split_method: RANDOM, data_split_eval_fraction: 0.2}
   seed: 42
 retrain:
-  new_rows_fraction: 0.2
+  new_rows_fraction: 0.15
   schedule_seconds: 600
 promotion:
   metric: roc_auc
@@ -179,7 +182,8 @@ def run_demo(data_dir: Path, keep: bool = False, console: Console | None = None)
             console.print(f"round {number}: {size} rows landed -> v{version.version_id} [{style}]{meta.decision}[/{style}]"
                           f" ({meta.reason}) in {registered_s:.1f} s")
             # Traffic on whatever serves now; then the truth for half of it arrives late, as labels.
-            traffic = data.rows[position:position + PREDICTIONS_PER_ROUND] or data.rows[:PREDICTIONS_PER_ROUND]
+            offset = (number - 1) * PREDICTIONS_PER_ROUND % TRAFFIC_ROWS
+            traffic = data.rows[-TRAFFIC_ROWS:][offset:offset + PREDICTIONS_PER_ROUND]
             ids = watcher.send_predictions(traffic, f"demo-{uuid.uuid4().hex[:8]}")
             sent.extend(ids)
             labels = [{"request_id": rid, spec.source.label: row[spec.source.label]}

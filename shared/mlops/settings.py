@@ -49,13 +49,16 @@ def load_settings(cls: type[S], service: str, environ: dict[str, str] | None = N
     """Read `cls` for `service` from the environment, or refuse to start with every problem listed."""
     environ = dict(os.environ if environ is None else environ)
     service_prefix = service.upper().replace("-", "_") + "_"
-    values: dict[str, str] = {"service": environ.get("K_SERVICE", service)}
+    values: dict[str, str] = {"service": service}
     for name, info in cls.model_fields.items():
         # Platform-defined names (e.g. Vertex AI's AIP_PREDICT_ROUTE) come in as alias choices.
-        platform = [a.upper() for a in getattr(info.validation_alias, "choices", []) if isinstance(a, str)]
+        choices = getattr(info.validation_alias, "choices", [])
+        platform = [a.upper() for a in choices if isinstance(a, str) and a != name]
         for key in (*platform, PREFIX + name.upper(), service_prefix + name.upper()):  # later wins
-            if key in environ and key != name.upper():
+            if key in environ:
                 values[name] = environ[key]
+    if environ.get("K_SERVICE"):  # Cloud Run names the service; that name is the truth there
+        values["service"] = environ["K_SERVICE"]
     try:
         return cls.model_validate(values)
     except ValidationError as error:

@@ -102,6 +102,7 @@ TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("trigger", "STRING", "REQUIRED"),
         ("source_event_id", "STRING", "REQUIRED"),
         ("created_at", "TIMESTAMP", "REQUIRED"),
+        ("drift_score", "FLOAT64", "NULLABLE"),
     ],
 }
 

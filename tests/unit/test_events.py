@@ -192,9 +192,6 @@ def test_decode_refuses_a_payload_missing_a_required_field():
         decode(DataReady.EVENT_TYPE, json.dumps(data).encode())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG codec.decode: a payload missing required fields fails inside fastavro with 'no value and no "
-    "default', naming no field; every missing field should be listed (STYLE point 5)"))
 def test_decode_names_every_missing_required_field():
     data = wire(DataReady)
     del data["snapshot_table"]

@@ -174,10 +174,6 @@ def test_a_redelivered_tick_re_announces_the_same_snapshot(watcher, warehouse, s
     assert fresh.data_version == "d0002"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG data_watcher/handler.py watch(): a redelivered tick re-announces through _announce(spec, done) "
-    "without the drift score (SnapshotRecord does not keep it), so the same output ce-id carries "
-    "drift_score=None the second time; the record (or the re-announcement) should keep drift_score"))
 def test_a_redelivered_drift_tick_re_announces_the_same_event(warehouse, specs, clock, source):
     specs.put(make_spec(retrain={"new_rows_fraction": 0.9, "drift_psi": 0.2}))
     watcher = DataWatcher(warehouse, specs, drift=lambda *_: 0.35, clock=clock)

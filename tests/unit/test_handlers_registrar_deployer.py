@@ -215,11 +215,6 @@ def test_a_duplicate_registration_deploys_nothing_more(registrar, deployer, endp
     assert again.version_id == "2"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG deployer/handler.py handle(): on a duplicate, `previous` is recomputed from the endpoint as it is "
-    "now (where the version itself holds the most traffic), so the re-announced model.deployed (same "
-    "output ce-id) says previous_version=None instead of '1'; for a canary it also says action='deploy' "
-    "instead of 'canary', and the manifest is overwritten with that"))
 @pytest.mark.parametrize("canary", [0, 10], ids=["full", "canary"])
 def test_a_duplicate_registration_re_announces_the_same_event(registrar, registry, endpoints, specs, blobs, canary):
     specs.put(make_spec(deployment={"canary_percent": canary}))

@@ -152,10 +152,6 @@ def test_only_post_is_accepted_on_push(client):
     assert client.get("/push").status_code == 405
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG push.py handle_message: a push body whose message.data is not a string (e.g. 123) makes "
-    "base64.b64decode raise TypeError, which is not caught: Flask answers 500 (HTML) and Pub/Sub retries "
-    "the request forever; it should be refused as a malformed push (400 with a message)"))
 def test_a_message_whose_data_is_not_a_string_gets_400(client, bus):
     body = copy.deepcopy(GOOD)
     body["message"]["data"] = 123
@@ -164,10 +160,6 @@ def test_a_message_whose_data_is_not_a_string_gets_400(client, bus):
     assert response.get_json()["error"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG push.py handle_message / envelope.py from_attributes: message.attributes that is not an object "
-    "of strings (a list; or an int ce-time) raises AttributeError, uncaught: Flask answers 500 and Pub/Sub "
-    "retries forever; it should be a 400 (malformed push) or a dead-letter"))
 @pytest.mark.parametrize("attributes", [["ce-id"], {**GOOD_ATTRIBUTES, "ce-time": 123}], ids=["list", "int-time"])
 def test_attributes_that_are_not_a_string_map_get_a_clean_answer(client, attributes):
     body = copy.deepcopy(GOOD)
@@ -180,15 +172,12 @@ def test_attributes_that_are_not_a_string_map_get_a_clean_answer(client, attribu
 def test_golden_not_base64_push_is_dead_lettered(client, bus, handler):
     body = golden("not_base64")
     response = client.post("/push", json=body)
-    assert_dead_lettered(bus, response.status_code, response.get_json(), raw=b"", attributes=GOOD_ATTRIBUTES,
-                         error_class="PermanentError", reason_part="not base64",
+    assert_dead_lettered(bus, response.status_code, response.get_json(), raw=body["message"]["data"].encode(),
+                         attributes=GOOD_ATTRIBUTES, error_class="PermanentError", reason_part="not base64",
                          message_id=body["message"]["messageId"])
     assert handler.calls == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG push.py handle_message: when message.data is not base64 the dead-letter copy is published with "
-    "raw=b'' so the payload that was pushed is lost; it should keep the original data (e.g. its UTF-8 bytes)"))
 def test_not_base64_dead_letter_keeps_the_original_data(client, bus):
     body = golden("not_base64")
     client.post("/push", json=body)
@@ -450,9 +439,30 @@ def test_a_retry_after_a_partial_publish_republishes_the_same_ids():
     assert len(ticks) == 2 and ticks[0].attributes["ce-id"] == ticks[1].attributes["ce-id"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG push.py report_failure: the stage.failed envelope gets run_id=new_id(), so a failure is not "
-    "part of the run of the event that failed (the input's run_id is known from the attributes)"))
 def test_stage_failed_belongs_to_the_run_of_the_failed_event(bus):
     make_endpoint(bus, RecordingHandler(error=RuntimeError("boom"))).handle_message(message(), SUBSCRIPTION)
     assert bus.on(StageFailed.EVENT_TYPE)[0].attributes["run_id"] == GOOD_ATTRIBUTES["run_id"]
+
+
+def test_duplicates_of_one_event_are_handled_one_at_a_time(bus):
+    """Concurrent deliveries of one ce-id must not overlap, or each stage's 'already done?' check races."""
+    import threading
+    import time as clock
+
+    active, overlaps = [], []
+
+    def slow(event, envelope):
+        active.append(envelope.id)
+        if len(active) > 1:
+            overlaps.append(list(active))
+        clock.sleep(0.05)
+        active.remove(envelope.id)
+        return []
+
+    endpoint = make_endpoint(bus, slow)
+    threads = [threading.Thread(target=endpoint.handle_message, args=(message(), SUBSCRIPTION)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert overlaps == []

@@ -61,9 +61,6 @@ def test_cloud_runs_service_name_is_used():
     assert load_settings(CommonSettings, "trainer", REQUIRED | {"K_SERVICE": "trainer-prod"}).service == "trainer-prod"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG settings.py load_settings: the field doc says Cloud Run's K_SERVICE wins when set, but "
-    "MLOPS_SERVICE (or <SERVICE>_SERVICE) overrides it because the field loop runs after K_SERVICE is read"))
 def test_cloud_runs_service_name_wins_over_mlops_service():
     environ = REQUIRED | {"K_SERVICE": "trainer-prod", "MLOPS_SERVICE": "from-env-file"}
     assert load_settings(CommonSettings, "trainer", environ).service == "trainer-prod"
@@ -103,10 +100,6 @@ def test_typed_values_are_converted():
         load_settings(PredictorSettings, "predictor", REQUIRED | {"MLOPS_LOG_BATCH": "0"})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG settings.py load_settings: `key != name.upper()` skips exactly the platform variable whose name is "
-    "the upper-cased field name, so AIP_PREDICT_ROUTE / AIP_HEALTH_ROUTE set by Vertex AI are ignored and the "
-    "predictor keeps serving /predict and /healthz"))
 def test_platform_variables_are_read():
     from predictor.settings import PredictorSettings
 

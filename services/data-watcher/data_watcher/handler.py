@@ -6,6 +6,7 @@ Pure logic over ports: a warehouse, the spec store, and a drift function. No Fla
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,10 +16,14 @@ import structlog
 
 from mlops.events import DataReady, Envelope, WatchTick
 from mlops.ports.warehouse import SnapshotRecord, SourceStatus, Warehouse
-from mlops.spec import PipelineSpec
+from mlops.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN, PipelineSpec
 from mlops.specstore import SpecStore, UnknownPipeline
 
 log = structlog.get_logger("data-watcher")
+
+FEEDBACK_ROW_PREFIX = "label-"
+_CASTS: dict[str, Callable[[str], object]] = {"INT64": lambda v: int(float(v)), "INTEGER": lambda v: int(float(v)),
+                                              "FLOAT64": float, "FLOAT": float, "BOOL": lambda v: v.lower() == "true"}
 
 # PSI between a reference and a current sample, per feature -> the largest value.
 DriftFunction = Callable[[Sequence[dict], Sequence[dict], Sequence[str]], float]
@@ -88,6 +93,13 @@ class DataWatcher:
         if done is not None:  # a redelivered tick: announce the same snapshot again, make no new one
             log.info("tick already handled; re-announcing its snapshot", data_version=done.data_version)
             return self._announce(spec, done)
+        if self._warehouse.table_columns(spec.source.table) is None:
+            log.info("nothing to train: the source table does not exist yet", pipeline=spec.name,
+                     table=spec.source.table)
+            return None
+        absorbed = self.absorb_late_labels(spec)
+        if absorbed:
+            log.info("late labels joined into the source table", pipeline=spec.name, rows=absorbed)
         last = self._warehouse.last_snapshot(spec.name)
         status = self._warehouse.source_status(spec.source.table, last.watermark if last else None)
         drift_score = self._drift_score(spec, last, status)
@@ -104,10 +116,29 @@ class DataWatcher:
             snapshot_table=self._warehouse.qualified(snapshot_table, self._warehouse.snapshot_dataset),
             total_rows=total, new_rows=status.new_rows, watermark=status.watermark,
             trigger=decision.trigger, source_event_id=source_event_id, created_at=self._clock(),
+            drift_score=decision.drift_score,
         )
         self._warehouse.record_snapshot(record)
         log.info("snapshot taken", pipeline=spec.name, data_version=data_version, why=decision.why, rows=total)
-        return self._announce(spec, record, decision.drift_score)
+        return self._announce(spec, record)
+
+    def absorb_late_labels(self, spec: PipelineSpec) -> int:
+        """Predictions whose true label arrived become source rows, so the next snapshot (training and
+        the evaluator's held-out rows alike) learns from what the model saw in production."""
+        labeled = self._warehouse.labeled_predictions(spec.name, spec.source.table, FEEDBACK_ROW_PREFIX)
+        if not labeled:
+            return 0
+        types = dict(self._warehouse.table_columns(spec.source.table) or [])
+        cast = _CASTS.get(types.get(spec.source.label, "STRING"), str)
+        stamp = self._clock().isoformat()
+        rows = []
+        for item in labeled:
+            features = json.loads(item["features"])
+            rows.append({ROW_ID_COLUMN: FEEDBACK_ROW_PREFIX + item["request_id"], INGESTED_AT_COLUMN: stamp,
+                         **{f: features.get(f) for f in spec.source.features},
+                         spec.source.label: cast(item["label"])})
+        self._warehouse.insert_rows(spec.source.table, rows)
+        return len(rows)
 
     def _drift_score(self, spec: PipelineSpec, last: SnapshotRecord | None, status: SourceStatus) -> float | None:
         if self._drift is None or spec.retrain.drift_psi is None or last is None or status.new_rows == 0:
@@ -117,7 +148,7 @@ class DataWatcher:
         current = self._warehouse.read_rows(spec.source.table, numeric, where_after=last.watermark)
         return self._drift(reference, current, numeric)
 
-    def _announce(self, spec: PipelineSpec, record: SnapshotRecord, drift_score: float | None = None) -> DataReady:
+    def _announce(self, spec: PipelineSpec, record: SnapshotRecord) -> DataReady:
         return DataReady(
             pipeline=spec.name,
             source_table=self._warehouse.qualified(spec.source.table),
@@ -127,5 +158,5 @@ class DataWatcher:
             new_rows=record.new_rows,
             watermark=record.watermark.isoformat().replace("+00:00", "Z"),
             trigger=record.trigger,
-            drift_score=drift_score,
+            drift_score=record.drift_score,
         )

@@ -37,7 +37,10 @@ class Deployer:
         before = self._endpoints.deployments(endpoint)
         previous = max(before, key=lambda d: d.traffic_percent, default=None)
         if any(d.version_id == registered.version_id for d in before):
-            log.info("version already deployed; announcing the endpoint as it is", version=registered.version_id)
+            announced = self._manifest(registered.pipeline)
+            if announced is not None and announced.version_id == registered.version_id:
+                log.info("version already deployed; announcing the same deployment again", version=registered.version_id)
+                return [announced]
             action = "deploy"
         else:
             version = self._registry.get_version(registered.model_id, registered.version_id)
@@ -57,6 +60,12 @@ class Deployer:
         # The manifest a (re)starting predictor serves from; overwritten, so a replay is harmless.
         self._blobs.put(manifest_path(registered.pipeline), deployed.model_dump_json().encode(), "application/json")
         return [deployed]
+
+    def _manifest(self, pipeline: str) -> ModelDeployed | None:
+        path = manifest_path(pipeline)
+        if not self._blobs.exists(path):
+            return None
+        return ModelDeployed.model_validate_json(self._blobs.get(path))
 
     def _retire_old(self, endpoint: str, keep: set[str], keep_previous: bool) -> None:
         for deployed in self._endpoints.deployments(endpoint):

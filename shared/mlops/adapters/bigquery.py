@@ -19,7 +19,7 @@ from google.cloud import bigquery
 
 from mlops.ports.warehouse import Row, SnapshotRecord, SourceStatus
 from mlops.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN
-from mlops.topology import SNAPSHOTS_TABLE
+from mlops.topology import LABELS_TABLE, PREDICTIONS_TABLE, SNAPSHOTS_TABLE
 
 INSERT_RETRY = Retry(initial=0.2, maximum=2.0, timeout=20.0)
 
@@ -144,6 +144,7 @@ class BigQueryWarehouse:
             pipeline=row["pipeline"], data_version=row["data_version"], snapshot_table=row["snapshot_table"],
             total_rows=int(row["total_rows"]), new_rows=int(row["new_rows"]), watermark=_as_utc(row["watermark"]),
             trigger=row["trigger"], source_event_id=row["source_event_id"], created_at=_as_utc(row["created_at"]),
+            drift_score=row.get("drift_score"),
         )
 
     def last_snapshot(self, pipeline: str) -> SnapshotRecord | None:
@@ -158,5 +159,15 @@ class BigQueryWarehouse:
             "snapshot_table": record.snapshot_table, "total_rows": record.total_rows,
             "new_rows": record.new_rows, "watermark": record.watermark.isoformat(),
             "trigger": record.trigger, "source_event_id": record.source_event_id,
-            "created_at": record.created_at.isoformat(),
+            "created_at": record.created_at.isoformat(), "drift_score": record.drift_score,
         }])
+
+    def labeled_predictions(self, pipeline: str, source_table: str, row_id_prefix: str) -> list[Row]:
+        return self.query(
+            f"SELECT p.request_id AS request_id, ANY_VALUE(p.features) AS features, ANY_VALUE(l.label) AS label "
+            f"FROM `{self.qualified(PREDICTIONS_TABLE)}` AS p "
+            f"JOIN `{self.qualified(LABELS_TABLE)}` AS l ON l.request_id = p.request_id AND l.pipeline = p.pipeline "
+            f"LEFT JOIN `{self.qualified(source_table)}` AS s ON s.{ROW_ID_COLUMN} = CONCAT(@prefix, p.request_id) "
+            f"WHERE p.pipeline = @pipeline AND s.{ROW_ID_COLUMN} IS NULL GROUP BY p.request_id ORDER BY p.request_id",
+            {"pipeline": pipeline, "prefix": row_id_prefix},
+        )

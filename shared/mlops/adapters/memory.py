@@ -97,7 +97,14 @@ class InMemoryWarehouse:
         self.columns.setdefault(name, [(c, t) for c, t, _ in columns])
 
     def table_columns(self, table: str) -> list[tuple[str, str]] | None:
-        return self.columns.get(self.qualified(table))
+        name = self.qualified(table)
+        if name in self.columns:
+            return self.columns[name]
+        if name not in self.tables:
+            return None
+        first = self.tables[name][0] if self.tables[name] else {}
+        kinds = {bool: "BOOL", int: "INT64", float: "FLOAT64"}
+        return [(column, kinds.get(type(value), "STRING")) for column, value in first.items()]
 
     def insert_rows(self, table: str, rows: Sequence[Row], row_ids: Sequence[str] | None = None) -> None:
         with self._lock:
@@ -140,3 +147,14 @@ class InMemoryWarehouse:
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
         raise NotImplementedError("the in-memory warehouse runs no SQL; use the emulator-backed adapter")
+
+    def labeled_predictions(self, pipeline: str, source_table: str, row_id_prefix: str) -> list[Row]:
+        present = {r.get(ROW_ID_COLUMN) for r in self.tables.get(self.qualified(source_table), [])}
+        labels = {r["request_id"]: r["label"] for r in self.tables.get(self.qualified("labels"), [])
+                  if r["pipeline"] == pipeline}
+        found: dict[str, Row] = {}
+        for p in self.tables.get(self.qualified("predictions"), []):
+            rid = p["request_id"]
+            if p["pipeline"] == pipeline and rid in labels and row_id_prefix + rid not in present:
+                found.setdefault(rid, {"request_id": rid, "features": p["features"], "label": labels[rid]})
+        return [found[k] for k in sorted(found)]

@@ -1,7 +1,7 @@
 """The Pub/Sub push endpoint of a service: decode, dispatch to a pure handler, publish, answer.
 
 The status code is how a push subscriber talks to Pub/Sub, so it is chosen with care:
-- 204: handled (or dead-lettered by us); Pub/Sub forgets the message.
+- 204: handled; 200 with a JSON reason: dead-lettered by us. Either way Pub/Sub forgets the message.
 - 503: a transient failure; Pub/Sub redelivers with the subscription's backoff, and after its
   `max_delivery_attempts` moves the message to the dead-letter topic itself.
 - 400: the HTTP request is not a push request at all (nobody to dead-letter for).
@@ -117,12 +117,17 @@ class PushEndpoint:
     def handle_message(self, message: dict[str, Any], subscription: str) -> tuple[int, dict[str, Any]]:
         """The whole decision for one pushed message: (HTTP status, JSON body)."""
         attributes = message.get("attributes") or {}
+        data = message.get("data") or ""
+        if not isinstance(data, str) or not isinstance(attributes, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()):
+            return 400, {"error": "not a Pub/Sub push message: 'data' must be a base64 string and 'attributes' "
+                                  "an object of strings"}
         message_id = str(message.get("messageId") or message.get("message_id") or "")
         try:
-            raw = base64.b64decode(message.get("data") or "", validate=True)
+            raw = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
-            return self.dead_letter(raw=b"", attributes=attributes, message_id=message_id, subscription=subscription,
-                                    error=PermanentError("message data is not base64"))
+            return self.dead_letter(raw=data.encode(), attributes=attributes, message_id=message_id,
+                                    subscription=subscription, error=PermanentError("message data is not base64"))
         try:
             envelope = Envelope.from_attributes(attributes)
             route = self.routes.get(envelope.type)
@@ -148,7 +153,7 @@ class PushEndpoint:
         except Exception as error:  # noqa: BLE001 - anything else is worth a retry
             log.error("handler failed; Pub/Sub will retry", error=repr(error), message_id=message_id, exc_info=True)
             self.report_failure(envelope.id, envelope.type, error, permanent=False, pipeline=envelope.pipeline,
-                                message_id=message_id)
+                                message_id=message_id, run_id=envelope.run_id)
             return 503, {"status": "retry", "error": f"{type(error).__name__}: {error}"}
 
         try:
@@ -182,11 +187,12 @@ class PushEndpoint:
             log.error("dead-letter publish failed; Pub/Sub will retry", error=repr(publish_error))
             return 503, {"status": "retry", "error": f"dead-letter publish failed: {publish_error}"}
         self.report_failure(attributes.get("ce-id", ""), attributes.get("ce-type", ""), error, permanent=True,
-                            pipeline=attributes.get("pipeline"), message_id=message_id)
+                            pipeline=attributes.get("pipeline"), message_id=message_id,
+                            run_id=attributes.get("run_id", ""))
         return 200, {"status": "dead-lettered", "reason": reason}
 
     def report_failure(self, event_id: str, event_type: str, error: Exception, permanent: bool,
-                       pipeline: str | None, message_id: str) -> None:
+                       pipeline: str | None, message_id: str, run_id: str = "") -> None:
         """Best effort: a failure report that cannot be sent must not change what Pub/Sub is told."""
         failure = StageFailed(
             stage=self.service,
@@ -200,7 +206,7 @@ class PushEndpoint:
         )
         envelope = Envelope(
             id=new_id(), type=failure.EVENT_TYPE, source=source_of(self.service), time=now_rfc3339(),
-            dataschema=dataschema_uri(failure.EVENT_TYPE), run_id=new_id(), causation_id=event_id,
+            dataschema=dataschema_uri(failure.EVENT_TYPE), run_id=run_id or new_id(), causation_id=event_id,
             pipeline=pipeline or "",
         )
         try:

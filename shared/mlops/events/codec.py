@@ -16,7 +16,7 @@ from typing import Any
 from fastavro import json_reader, json_writer
 from pydantic import ValidationError
 
-from mlops.events.catalog import parsed_schema
+from mlops.events.catalog import parsed_schema, schema_json
 from mlops.events.types import EVENTS_BY_TYPE, Event
 
 
@@ -53,12 +53,24 @@ def encode(event: Event) -> bytes:
     return buffer.getvalue().strip().encode("utf-8")
 
 
+def _require_fields(event_type: str, document: Any) -> None:
+    """Name every field that has neither a value nor a default (fastavro would name none)."""
+    if not isinstance(document, dict):
+        raise EventValidationError(event_type, ["payload is not a JSON object"])
+    missing = [f["name"] for f in schema_json(event_type)["fields"] if f["name"] not in document and "default" not in f]
+    if missing:
+        raise EventValidationError(event_type, [f"{name}: Field required" for name in missing])
+
+
 def decode(event_type: str, data: bytes) -> Event:
     """A typed event from Avro-JSON bytes; older payloads are upcast by the schema's defaults."""
     try:
         text = data.decode("utf-8")
-        json.loads(text)  # a clear error for non-JSON before Avro's less readable one
+        document = json.loads(text)  # a clear error for non-JSON before Avro's less readable one
+        _require_fields(event_type, document)
         records = list(json_reader(io.StringIO(text), parsed_schema(event_type)))
+    except EventValidationError:
+        raise
     except (UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError) as error:
         raise EventValidationError(event_type, [f"payload is not Avro JSON for this schema: {error}"]) from None
     if len(records) != 1:

@@ -33,6 +33,7 @@ class SnapshotRecord:
     trigger: str
     source_event_id: str
     created_at: datetime
+    drift_score: float | None = None
 
 
 class Warehouse(Protocol):
@@ -67,6 +68,10 @@ class Warehouse(Protocol):
         """The snapshot made for a given input event, if any (the watcher's idempotence record)."""
 
     def record_snapshot(self, record: SnapshotRecord) -> None: ...
+
+    def labeled_predictions(self, pipeline: str, source_table: str, row_id_prefix: str) -> list[Row]:
+        """Served predictions whose label has arrived and that are not yet rows of the source table
+        (`<prefix><request_id>` not among its row ids): request_id, features (JSON), label."""
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
         """Escape hatch for the CLI and tests: run SQL with named parameters."""
