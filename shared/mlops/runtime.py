@@ -60,3 +60,13 @@ def trainer_backend(settings):  # settings: TrainingSettings -> TrainerBackend
     from mlops.adapters.sklearn_backend import SklearnBackend
 
     return SklearnBackend(warehouse(settings), blob_store(settings)), permanent
+
+
+def metrics_sink(settings: CommonSettings):  # -> MetricsSink
+    if settings.metrics_sink == "cloud-monitoring":
+        from mlops.adapters.cloud_monitoring import CloudMonitoringMetrics
+
+        return CloudMonitoringMetrics(settings.project, settings.service, settings.location)
+    from mlops.adapters.metrics_local import LogMetrics
+
+    return LogMetrics()

@@ -31,5 +31,6 @@ def create_app() -> Flask:
         service=settings.service, project=settings.project, bus=runtime.event_bus(settings),
         routes={WatchTick.EVENT_TYPE: Route(watcher.handle, starts_run=True)},
         dead_letter_topic=settings.dead_letter_topic, code_version=settings.code_version,
+        metrics=runtime.metrics_sink(settings),
     )
     return create_push_app(endpoint)

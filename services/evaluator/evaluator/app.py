@@ -18,10 +18,13 @@ def create_app() -> Flask:
     settings = load_settings(TrainingSettings, SERVICE)
     configure_logging(settings.service, settings.log_level)
     backend, permanent_errors = runtime.trainer_backend(settings)
-    evaluator = Evaluator(backend, runtime.spec_store(settings), runtime.model_registry(settings), permanent_errors)
+    metrics = runtime.metrics_sink(settings)
+    evaluator = Evaluator(backend, runtime.spec_store(settings), runtime.model_registry(settings), permanent_errors,
+                          metrics=metrics)
     endpoint = PushEndpoint(
         service=settings.service, project=settings.project, bus=runtime.event_bus(settings),
         routes={ModelTrained.EVENT_TYPE: Route(evaluator.handle)},
         dead_letter_topic=settings.dead_letter_topic, code_version=settings.code_version,
+        metrics=metrics,
     )
     return create_push_app(endpoint)

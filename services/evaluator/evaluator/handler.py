@@ -13,6 +13,7 @@ import structlog
 from evaluator.gate import judge
 from mlops.bus import PermanentError
 from mlops.events import Envelope, ModelEvaluated, ModelTrained
+from mlops.ports.metrics import MetricsSink, NullMetrics
 from mlops.ports.registry import ModelRegistry, NotFoundError
 from mlops.ports.trainer import TrainerBackend
 from mlops.registry_meta import VersionMeta
@@ -23,10 +24,11 @@ log = structlog.get_logger("evaluator")
 
 class Evaluator:
     def __init__(self, backend: TrainerBackend, specs: SpecStore, registry: ModelRegistry,
-                 permanent_errors: tuple[type[Exception], ...] = ()):
+                 permanent_errors: tuple[type[Exception], ...] = (), metrics: MetricsSink | None = None):
         self._backend = backend
         self._specs = specs
         self._registry = registry
+        self._metrics = metrics or NullMetrics()
         self._permanent_errors = (UnknownPipeline, *permanent_errors)
 
     def handle(self, trained: ModelTrained, envelope: Envelope) -> list[ModelEvaluated]:
@@ -40,6 +42,10 @@ class Evaluator:
         champion_version, champion_metrics = self._champion(spec, trained)
         verdict = judge(spec.promotion, candidate.metrics, champion_metrics, champion_version)
         log.info("evaluated", candidate=trained.candidate_version, decision=verdict.decision, reason=verdict.reason)
+        # Model quality over time, per pipeline: the series an alert on decaying models watches.
+        for name, value in candidate.metrics.items():
+            self._metrics.record("candidate_metric", value, {"pipeline": trained.pipeline, "metric": name,
+                                                             "decision": verdict.decision})
         return [ModelEvaluated(
             pipeline=trained.pipeline, candidate_version=trained.candidate_version, model_type=trained.model_type,
             artifact_uri=trained.artifact_uri, artifact_checksum=trained.artifact_checksum,

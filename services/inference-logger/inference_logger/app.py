@@ -22,5 +22,6 @@ def create_app() -> Flask:
         service=settings.service, project=settings.project, bus=runtime.event_bus(settings),
         routes={PredictionMade.EVENT_TYPE: Route(logger.handle)},
         dead_letter_topic=settings.dead_letter_topic, code_version=settings.code_version,
+        metrics=runtime.metrics_sink(settings),
     )
     return create_push_app(endpoint)

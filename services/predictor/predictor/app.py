@@ -46,6 +46,7 @@ def create_app() -> Flask:
         service=settings.service, project=settings.project, bus=bus,
         routes={ModelDeployed.EVENT_TYPE: Route(server.handle_deployed)},
         dead_letter_topic=settings.dead_letter_topic, code_version=settings.code_version,
+        metrics=runtime.metrics_sink(settings),
         health=lambda: {"serving": server.pipelines(), "logged": batcher.published, "pending": batcher.pending},
     )
     app = create_push_app(endpoint)

@@ -34,6 +34,7 @@ from mlops.events import Envelope, EnvelopeError, Event, EventValidationError, S
 from mlops.events.catalog import dataschema_uri
 from mlops.events.envelope import new_id, now_rfc3339, source_of
 from mlops.log import trace_from_header
+from mlops.ports.metrics import MetricsSink, NullMetrics
 
 log = structlog.get_logger("push")
 
@@ -92,6 +93,7 @@ class PushEndpoint:
     routes: dict[str, Route]
     dead_letter_topic: str
     code_version: str = ""
+    metrics: MetricsSink = field(default_factory=NullMetrics)
     health: Callable[[], dict[str, Any]] = field(default=lambda: {})
     _in_flight: KeyedLock = field(default_factory=KeyedLock, init=False, repr=False)
 
@@ -142,7 +144,11 @@ class PushEndpoint:
         )
         started = time.perf_counter()
         with self._in_flight.hold(envelope.id):
-            return self._handle(route, event, envelope, raw, attributes, message_id, subscription, started)
+            status, body = self._handle(route, event, envelope, raw, attributes, message_id, subscription, started)
+        outcome = {204: "ok", 200: "dead-lettered"}.get(status, "retry")
+        self.metrics.record("stage_latency_ms", (time.perf_counter() - started) * 1000,
+                            {"stage": self.service, "event_type": envelope.type, "outcome": outcome})
+        return status, body
 
     def _handle(self, route: Route, event: Event, envelope: Envelope, raw: bytes, attributes: dict[str, str],
                 message_id: str, subscription: str, started: float) -> tuple[int, dict[str, Any]]:
