@@ -10,7 +10,7 @@ import pytest
 from google.api_core.exceptions import InvalidArgument
 from google.cloud import pubsub_v1
 
-from mlops.bus import PermanentError, PubSubEventBus, PushEndpoint, Route, create_push_app, new_envelope
+from mlops.bus import PubSubEventBus, PushEndpoint, Route, create_push_app, new_envelope
 from mlops.events import DataReady, EventValidationError, ModelTrained
 from mlops.stack.provision import provision_pubsub
 from mlops.topology import DEAD_LETTER_TOPIC, DeliveryPolicy, archive_subscription

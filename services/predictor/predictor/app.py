@@ -92,10 +92,10 @@ def register_prediction_routes(app: Flask, server: ModelServer, batcher: Predict
                 predicted_value=None if classifier else float(value),
                 score=score, latency_ms=latency_ms, predicted_at=predicted_at,
             )
-            for rid, instance, value, score in zip(ids, instances, values, scores)
+            for rid, instance, value, score in zip(ids, instances, values, scores, strict=True)
         ])
         predictions = [
-            {"label": str(v), "score": s} if classifier else {"value": float(v)} for v, s in zip(values, scores)
+            {"label": str(v), "score": s} if classifier else {"value": float(v)} for v, s in zip(values, scores, strict=True)
         ]
         return jsonify(predictions=predictions, deployedModelId=served.deployed_model_id,
                        modelVersionId=served.version_id, requestId=request_id)

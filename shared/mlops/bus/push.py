@@ -164,7 +164,7 @@ class PushEndpoint:
 
         try:
             envelopes = self.output_envelopes(envelope, outputs, route.starts_run)
-            futures = [self.bus.publish(out, env) for out, env in zip(outputs, envelopes)]
+            futures = [self.bus.publish(out, env) for out, env in zip(outputs, envelopes, strict=True)]
             for future in futures:
                 future.result(timeout=PUBLISH_TIMEOUT_S)
         except Exception as error:  # noqa: BLE001 - the input is nacked, so nothing is lost

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import signal
 import threading
-import time
 from dataclasses import dataclass
 
 import structlog

@@ -25,7 +25,10 @@ from mlops.topology import (
 log = structlog.get_logger("provision")
 
 
-def provision_pubsub(project: str, service_urls: Mapping[str, str], policy: DeliveryPolicy = DeliveryPolicy(),
+DEFAULT_POLICY = DeliveryPolicy()
+
+
+def provision_pubsub(project: str, service_urls: Mapping[str, str], policy: DeliveryPolicy = DEFAULT_POLICY,
                      publisher: pubsub_v1.PublisherClient | None = None,
                      subscriber: pubsub_v1.SubscriberClient | None = None,
                      schemas: pubsub_v1.SchemaServiceClient | None = None) -> None:
@@ -36,22 +39,22 @@ def provision_pubsub(project: str, service_urls: Mapping[str, str], policy: Deli
     parent = f"projects/{project}"
     for topic in EVENT_TOPICS:
         schema_name = f"{parent}/schemas/{topic}"
-        _create(lambda: schemas.create_schema(request={
+        _create(schemas.create_schema, {
             "parent": parent, "schema_id": topic,
             "schema": Schema(type_=Schema.Type.AVRO, definition=schema_text(topic)),
-        }))
-        _create(lambda: publisher.create_topic(request={
+        })
+        _create(publisher.create_topic, {
             "name": f"{parent}/topics/{topic}",
             "schema_settings": {"schema": schema_name, "encoding": Encoding.JSON},
-        }))
-    _create(lambda: publisher.create_topic(request={"name": f"{parent}/topics/{DEAD_LETTER_TOPIC}"}))
+        })
+    _create(publisher.create_topic, {"name": f"{parent}/topics/{DEAD_LETTER_TOPIC}"})
 
     for service in SERVICES:
         url = service_urls.get(service.name)
         if url is None:
             continue
         for topic in service.consumes:
-            _create(lambda: subscriber.create_subscription(request={
+            _create(subscriber.create_subscription, {
                 "name": f"{parent}/subscriptions/{push_subscription(topic, service.name)}",
                 "topic": f"{parent}/topics/{topic}",
                 "push_config": {"push_endpoint": url.rstrip("/") + PUSH_PATH},
@@ -60,15 +63,15 @@ def provision_pubsub(project: str, service_urls: Mapping[str, str], policy: Deli
                                  "maximum_backoff": Duration(seconds=policy.max_backoff_s)},
                 "dead_letter_policy": {"dead_letter_topic": f"{parent}/topics/{DEAD_LETTER_TOPIC}",
                                        "max_delivery_attempts": policy.max_delivery_attempts},
-            }))
+            })
     for topic in ALL_TOPICS:
         # In the cloud these are BigQuery subscriptions; locally the stack's archiver pulls them.
-        _create(lambda: subscriber.create_subscription(request={
+        _create(subscriber.create_subscription, {
             "name": f"{parent}/subscriptions/{archive_subscription(topic)}",
             "topic": f"{parent}/topics/{topic}",
             "ack_deadline_seconds": 60,
             "retain_acked_messages": True,
-        }))
+        })
     log.info("pubsub provisioned", topics=len(ALL_TOPICS))
 
 
@@ -83,9 +86,10 @@ def provision_storage(blobs, location: str) -> None:  # blobs: GcsBlobStore
     blobs.ensure_bucket(location)
 
 
-def _create(call) -> None:
+def _create(create, request: dict) -> None:
+    """Create unless it exists: provisioning is re-run on every `mlops up`."""
     try:
-        call()
+        create(request=request)
     except AlreadyExists:
         pass
 

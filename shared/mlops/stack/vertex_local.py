@@ -624,7 +624,7 @@ def create_app(state_file: Path | None = None, *, predict_url: str | None = None
             if match in request.path:
                 time.sleep(delay)
 
-    @app.post(f"/v1/projects/<project>/locations/<location>/endpoints/<endpoint>:predict")
+    @app.post("/v1/projects/<project>/locations/<location>/endpoints/<endpoint>:predict")
     def predict(project: str, location: str, endpoint: str) -> Any:
         try:
             return api.predict(project, location, endpoint, request.get_json(silent=True) or {})
