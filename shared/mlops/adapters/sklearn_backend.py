@@ -8,6 +8,8 @@ without executing code from the bucket, verified against its sha256 before use.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 
 from mlops.ml.artifact import checksum, dumps_model, loads_model
 from mlops.ml.metrics import evaluate
@@ -18,6 +20,7 @@ from mlops.ports.warehouse import Warehouse
 from mlops.spec import ROW_ID_COLUMN, PipelineSpec
 
 ARTIFACT_FILE = "model.zip"
+CACHED_SNAPSHOTS = 4
 
 
 class SklearnBackend:
@@ -26,10 +29,24 @@ class SklearnBackend:
     def __init__(self, warehouse: Warehouse, blobs: BlobStore):
         self._warehouse = warehouse
         self._blobs = blobs
+        # Snapshots are immutable, so their rows can be kept: the evaluator scores the candidate and
+        # the champion on the same snapshot, and reading it once halves its warehouse time.
+        self._snapshots: OrderedDict[tuple[str, tuple[str, ...]], list[dict]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def _rows(self, spec: PipelineSpec, snapshot_table: str) -> list[dict]:
-        columns = [ROW_ID_COLUMN, *spec.source.features, spec.source.label]
-        return self._warehouse.read_rows(snapshot_table, columns)
+        columns = (ROW_ID_COLUMN, *spec.source.features, spec.source.label)
+        key = (snapshot_table, columns)
+        with self._lock:
+            if key in self._snapshots:
+                self._snapshots.move_to_end(key)
+                return self._snapshots[key]
+        rows = self._warehouse.read_rows(snapshot_table, list(columns))
+        with self._lock:
+            self._snapshots[key] = rows
+            while len(self._snapshots) > CACHED_SNAPSHOTS:
+                self._snapshots.popitem(last=False)
+        return rows
 
     def train(self, spec: PipelineSpec, snapshot_table: str, artifact_dir: str) -> TrainedArtifact:
         model = train(spec.model.type, spec.model.options, self._rows(spec, snapshot_table),
