@@ -90,14 +90,14 @@ def test_a_poison_message_is_dead_lettered_at_once_with_the_reason_attached(proj
         publisher = pubsub_v1.PublisherClient()
         from mlops.events import encode
 
-        # Fits the schema, but carries no envelope: no stage can ever handle it.
+        # Fits the schema, but carries no envelope beyond its type: no stage can ever handle it.
         publisher.publish(publisher.topic_path(project, DataReady.EVENT_TYPE), encode(DataReady.example()),
                           **{"ce-type": DataReady.EVENT_TYPE}).result(timeout=10)
         dead = pull(project, archive_subscription(DEAD_LETTER_TOPIC), wanted=1, timeout=30)
     assert calls == []
     assert len(dead) == 1
     assert dead[0].attributes["dead_letter_stage"] == "trainer"
-    assert "missing attribute 'ce-id'" in dead[0].attributes["dead_letter_reason"]
+    assert "missing attribute 'ce-source'" in dead[0].attributes["dead_letter_reason"]
 
 
 def test_an_event_one_service_publishes_reaches_the_next_with_causation_and_run(project, bus):

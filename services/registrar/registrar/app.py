@@ -17,8 +17,8 @@ SERVICE = "registrar"
 
 class RegistrarSettings(CommonSettings):
     serving_image: str = Field(
-        "us-docker.pkg.dev/mlops-local/mlops/predictor:latest",
-        description="Serving container recorded on each version (the predictor image).",
+        "mlops-predictor:latest",
+        description="Serving container recorded on each version: the predictor image's full path in the cloud.",
     )
 
 

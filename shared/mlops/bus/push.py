@@ -49,6 +49,17 @@ class PermanentError(Exception):
 Handler = Callable[[Event, Envelope], Sequence[Event]]
 
 
+def with_pubsub_identity(attributes: dict[str, str], message_id: str, publish_time: str) -> dict[str, str]:
+    """Cloud Scheduler (and other fixed-attribute publishers) cannot mint a `ce-id` per message: take
+    the message's identity from Pub/Sub itself. Unique per message, and the same on redelivery."""
+    if attributes.get("ce-id") or not attributes.get("ce-type") or not message_id:
+        return attributes
+    filled = {"ce-id": f"pubsub-{message_id}", "run_id": f"pubsub-{message_id}"}
+    if publish_time:
+        filled["ce-time"] = publish_time
+    return {**filled, **{k: v for k, v in attributes.items() if v}}
+
+
 class KeyedLock:
     """One lock per key, alive while someone holds or waits for it.
 
@@ -130,8 +141,9 @@ class PushEndpoint:
         except (binascii.Error, ValueError):
             return self.dead_letter(raw=data.encode(), attributes=attributes, message_id=message_id,
                                     subscription=subscription, error=PermanentError("message data is not base64"))
+        identified = with_pubsub_identity(attributes, message_id, str(message.get("publishTime") or ""))
         try:
-            envelope = Envelope.from_attributes(attributes)
+            envelope = Envelope.from_attributes(identified)
             route = self.routes.get(envelope.type)
             if route is None:
                 raise PermanentError(f"{self.service} does not handle {envelope.type!r}; it handles {sorted(self.routes)}")
