@@ -172,7 +172,8 @@ resource "google_cloud_scheduler_job" "tick" {
     topic_name = google_pubsub_topic.event["watch.tick.v1"].id
     # Avro's JSON encoding: a union's non-null value is wrapped in its type name.
     data = base64encode(jsonencode({ pipeline = { string = each.key }, reason = "schedule" }))
-    # The static CloudEvents attributes; ce-id, ce-time and run_id cannot be templated by Scheduler.
+    # The static CloudEvents attributes; ce-id, ce-time and run_id cannot be templated by Scheduler,
+    # so the push decoder takes them from the message's messageId and publishTime.
     attributes = {
       "ce-type"            = "watch.tick.v1"
       "ce-source"          = "//mlops/services/cloud-scheduler"

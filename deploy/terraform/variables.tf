@@ -48,8 +48,8 @@ variable "pipelines" {
   }))
   description = <<-EOT
     Pipelines ticked by Cloud Scheduler: name -> cron schedule. One job per pipeline publishes a
-    watch.tick to the data-watcher. Leave empty until the push decoder accepts a tick without ce-id
-    (see deploy/README.md, "Scheduled ticks"); `mlops trigger` ticks by hand meanwhile.
+    watch.tick to the data-watcher; the push decoder takes each tick's ce-id, ce-time and run_id from
+    the Pub/Sub message (see deploy/README.md, "Scheduled ticks").
   EOT
   default     = {}
 }
