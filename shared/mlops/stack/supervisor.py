@@ -118,6 +118,8 @@ class Stack:
         self.project = project
         self.log_level = log_level
         self.extra_env = extra_env or {}
+        # Processes this object launched: reaped after `down` so no zombie (or Popen warning) remains.
+        self._children: dict[int, ManagedProcess | Emulator] = {}
 
     @property
     def state_path(self) -> Path:
@@ -149,6 +151,7 @@ class Stack:
             if ticker:
                 self._start_worker(state, started, "ticker", "mlops.stack.ticker")
             state.save(self.state_path)
+            self._children.update({process.pid: process for process in started})
             self._wait_healthy(state)
         except BaseException:
             for process in reversed(started):
@@ -273,6 +276,9 @@ class Stack:
         for component in order:
             if stop_pid(component.pid):
                 stopped.append(component.name)
+            child = self._children.pop(component.pid, None)
+            if child is not None:
+                child.stop()  # already gone: this only reaps it
         self.state_path.unlink(missing_ok=True)
         return stopped
 
@@ -291,7 +297,11 @@ class Stack:
                              chdir=root / "services" / name, threads=16 if service.serves_traffic else 8)
         process = launch(argv, name=name, log_dir=self.data_dir / "logs",
                          env=self._child_env(state, PORT=str(component.port)), cwd=root / "services" / name)
+        old = self._children.pop(component.pid, None)
+        if old is not None:
+            old.stop()  # reap it
         component.pid = process.pid
+        self._children[process.pid] = process
         state.save(self.state_path)
         process.wait_ready(component.healthy, READY_TIMEOUT_S)
         return component
