@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import time
-import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -184,7 +183,9 @@ def run_demo(data_dir: Path, keep: bool = False, console: Console | None = None)
             # Traffic on whatever serves now; then the truth for half of it arrives late, as labels.
             offset = (number - 1) * PREDICTIONS_PER_ROUND % TRAFFIC_ROWS
             traffic = data.rows[-TRAFFIC_ROWS:][offset:offset + PREDICTIONS_PER_ROUND]
-            ids = watcher.send_predictions(traffic, f"demo-{uuid.uuid4().hex[:8]}")
+            # Request ids are the join key of late labels, and labelled rows join training (row id
+            # `label-<request id>`, hashed into the split): fixed ids keep the demo reproducible.
+            ids = watcher.send_predictions(traffic, f"demo-round{number}")
             sent.extend(ids)
             labels = [{"request_id": rid, spec.source.label: row[spec.source.label]}
                       for rid, row in list(zip(ids, traffic))[: len(ids) // 2]]

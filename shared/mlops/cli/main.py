@@ -23,6 +23,17 @@ pipeline_app = typer.Typer(no_args_is_help=True, help="Pipeline specs: what to t
 app.add_typer(pipeline_app, name="pipeline")
 console = Console(stderr=True)
 
+@app.callback()
+def _logs_to_stderr() -> None:
+    """stdout carries only what a command prints (tables, JSON); library logs go to stderr."""
+    import logging
+
+    import structlog
+
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+                        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+
+
 DataDir = Annotated[Path, typer.Option("--data-dir", help="The local stack's state folder.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 PipelineOpt = Annotated[str, typer.Option("--pipeline", "-p", help="Pipeline name.")]
