@@ -69,14 +69,15 @@ def ingest_rows(warehouse, spec: PipelineSpec, rows: Sequence[dict[str, Any]],
     existing = warehouse.table_columns(spec.source.table)
     if existing is None:
         warehouse.ensure_table(spec.source.table, source_columns(spec, rows))
-    stamp = (now or datetime.now(UTC)).isoformat()
-    prepared = [
-        {ROW_ID_COLUMN: str(r.get(ROW_ID_COLUMN) or uuid.uuid4().hex), INGESTED_AT_COLUMN: stamp,
-         **{c: r.get(c) for c in needed}}
-        for r in rows
-    ]
+    prepared = [{ROW_ID_COLUMN: str(r.get(ROW_ID_COLUMN) or uuid.uuid4().hex), **{c: r.get(c) for c in needed}}
+                for r in rows]
     for start in range(0, len(prepared), BATCH_ROWS):
-        warehouse.insert_rows(spec.source.table, prepared[start:start + BATCH_ROWS])
+        # Each chunk is stamped just before it is written: if the data-watcher snapshots while a large
+        # file is still landing, the rows not yet written carry a later time and count as new next time
+        # (one stamp for the whole file would leave them at the watermark, never counted).
+        stamp = (now or datetime.now(UTC)).isoformat()
+        chunk = [{**row, INGESTED_AT_COLUMN: stamp} for row in prepared[start:start + BATCH_ROWS]]
+        warehouse.insert_rows(spec.source.table, chunk)
     return len(prepared)
 
 
