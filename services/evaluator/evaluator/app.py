@@ -18,6 +18,7 @@ def create_app() -> Flask:
     settings = load_settings(TrainingSettings, SERVICE)
     configure_logging(settings.service, settings.log_level)
     backend, permanent_errors = runtime.trainer_backend(settings)
+    backend.warm_up()
     metrics = runtime.metrics_sink(settings)
     evaluator = Evaluator(backend, runtime.spec_store(settings), runtime.model_registry(settings), permanent_errors,
                           metrics=metrics)

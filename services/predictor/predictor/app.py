@@ -23,6 +23,7 @@ from mlops.bus.push import create_push_app
 from mlops.events import ModelDeployed, Prediction
 from mlops.events.envelope import now_rfc3339
 from mlops.log import configure_logging, get_logger
+from mlops.ml.warmup import warm_up
 from mlops.settings import load_settings
 from predictor.batcher import PredictionBatcher
 from predictor.serving import ModelServer, NoModelDeployed
@@ -37,6 +38,7 @@ def create_app() -> Flask:
     settings = load_settings(PredictorSettings, SERVICE)
     configure_logging(settings.service, settings.log_level)
     blobs = runtime.blob_store(settings)
+    warm_up()  # the first deployment's load and first request must not pay one-off start-up costs
     server = ModelServer(loader=lambda uri, checksum: load_model_from_store(blobs, uri, checksum))
     bus = runtime.event_bus(settings)
     batcher = PredictionBatcher(bus, settings.service, interval=settings.log_interval_s, max_batch=settings.log_batch)

@@ -18,6 +18,7 @@ def create_app() -> Flask:
     settings = load_settings(TrainingSettings, SERVICE)
     configure_logging(settings.service, settings.log_level)
     backend, permanent_errors = runtime.trainer_backend(settings)
+    backend.warm_up()
     trainer = Trainer(backend, runtime.spec_store(settings), runtime.blob_store(settings), permanent_errors)
     endpoint = PushEndpoint(
         service=settings.service, project=settings.project, bus=runtime.event_bus(settings),

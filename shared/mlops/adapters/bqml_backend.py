@@ -38,6 +38,9 @@ class BigQueryMLBackend:
         self._warehouse = warehouse
         self._models_dataset = models_dataset
 
+    def warm_up(self) -> None:
+        """Nothing to warm: BigQuery does the work."""
+
     def _row_count(self, table: str) -> int:
         return int(self._warehouse.query(f"SELECT COUNT(*) AS n FROM `{table}`")[0]["n"])
 

@@ -48,6 +48,11 @@ class SklearnBackend:
                 self._snapshots.popitem(last=False)
         return rows
 
+    def warm_up(self) -> None:
+        from mlops.ml.warmup import warm_up
+
+        warm_up()
+
     def train(self, spec: PipelineSpec, snapshot_table: str, artifact_dir: str) -> TrainedArtifact:
         model = train(spec.model.type, spec.model.options, self._rows(spec, snapshot_table),
                       spec.source.features, spec.source.label, seed=spec.model.seed)

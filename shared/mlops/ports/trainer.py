@@ -32,6 +32,9 @@ class Evaluation:
 class TrainerBackend(Protocol):
     name: str
 
+    def warm_up(self) -> None:
+        """Pay one-off start-up costs before the service reports healthy (may do nothing)."""
+
     def train(self, spec: PipelineSpec, snapshot_table: str, artifact_dir: str) -> TrainedArtifact:
         """Fit on the training side of the snapshot's split; store the artifact under `artifact_dir`."""
 
