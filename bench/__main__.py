@@ -1,0 +1,54 @@
+"""`python -m bench [loop|predictor ...]`: run the named benchmarks (all when none is named)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+BENCHMARKS = ("loop", "predictor")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all)")
+    loop = parser.add_argument_group("loop")
+    loop.add_argument("--rounds", type=int, default=5, help="deployed rounds to measure, the first bootstraps")
+    loop.add_argument("--bootstrap-rows", type=int, default=1000, help="rows of the first batch")
+    loop.add_argument("--batch-rows", type=int, default=250, help="rows of every later batch")
+    predictor = parser.add_argument_group("predictor")
+    predictor.add_argument("--rate", type=float, default=500.0, help="requests per second (open loop)")
+    predictor.add_argument("--duration", type=float, default=20.0, help="seconds of measured load")
+    predictor.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring")
+    predictor.add_argument("--connections", type=int, default=32, help="keep-alive connections of the client")
+    predictor.add_argument("--client", choices=("asyncio", "threads"), default="asyncio",
+                           help="load generator: asyncio streams or threads with http.client")
+    predictor.add_argument("--log-timeout", type=float, default=180.0,
+                           help="seconds to wait for every prediction to reach the predictions table")
+    parser.add_argument("--keep-data", action="store_true", help="keep the stack's data folder and logs")
+    args = parser.parse_args(argv)
+
+    options = vars(args)
+    names = options.pop("names") or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
+    failed = []
+    for name in names:
+        try:
+            if name == "loop":
+                from bench import loop_overhead
+
+                loop_overhead.run(**options)
+            elif name == "predictor":
+                from bench import predictor_latency
+
+                predictor_latency.run(**options)
+        except Exception as error:  # noqa: BLE001 - run the others, fail at the end
+            print(f"benchmark {name} failed: {error!r}", file=sys.stderr)
+            failed.append(name)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
