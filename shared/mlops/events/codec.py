@@ -17,7 +17,7 @@ from fastavro import json_reader, json_writer
 from pydantic import ValidationError
 
 from mlops.events.catalog import parsed_schema, schema_json
-from mlops.events.types import EVENTS_BY_TYPE, Event
+from mlops.events.types import EVENTS_BY_TYPE, Event, PredictionMade
 
 
 class EventValidationError(ValueError):
@@ -46,8 +46,29 @@ def build(event_type: str, payload: dict[str, Any]) -> Event:
         raise EventValidationError(event_type, problems) from None
 
 
+def _encode_prediction_made(made: PredictionMade) -> bytes:
+    """prediction.made written directly: byte-identical to fastavro's Avro JSON (a contract test checks),
+    ~10x cheaper. The predictor encodes hundreds of predictions a second while serving, and fastavro's
+    pure-Python JSON writer held the GIL long enough to show in its tail latency."""
+    def union(kind: str, value: object) -> object:
+        return None if value is None else {kind: value}
+
+    return json.dumps({"pipeline": made.pipeline, "predictions": [
+        {"request_id": p.request_id, "model_version": p.model_version, "features": p.features,
+         "predicted_label": union("string", p.predicted_label), "predicted_value": union("double", p.predicted_value),
+         "score": union("double", p.score), "latency_ms": p.latency_ms, "predicted_at": p.predicted_at}
+        for p in made.predictions]}).encode("utf-8")
+
+
 def encode(event: Event) -> bytes:
     """Avro-JSON bytes of a typed event (already validated by its class)."""
+    if isinstance(event, PredictionMade):
+        return _encode_prediction_made(event)
+    return encode_generic(event)
+
+
+def encode_generic(event: Event) -> bytes:
+    """Avro-JSON bytes through fastavro, for any event type."""
     buffer = io.StringIO()
     json_writer(buffer, parsed_schema(event.EVENT_TYPE), [event.model_dump(mode="json")])
     return buffer.getvalue().strip().encode("utf-8")
