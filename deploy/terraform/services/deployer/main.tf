@@ -87,6 +87,9 @@ module "deployer" {
   # Creates endpoints and deploys/undeploys versions in Vertex AI; writes deployment manifests.
   project_roles = ["roles/aiplatform.user"]
   bucket_role   = "roles/storage.objectUser" # manifests; reads specs
+
+  # Duplicates of one event are serialized in-process (the idempotence check must not race): a single instance.
+  max_instances = 1
 }
 
 output "url" {

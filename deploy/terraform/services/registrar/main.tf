@@ -96,6 +96,9 @@ module "registrar" {
   env = {
     MLOPS_SERVING_IMAGE = var.serving_image
   }
+
+  # Duplicates of one event are serialized in-process (the idempotence check must not race): a single instance.
+  max_instances = 1
 }
 
 output "url" {
