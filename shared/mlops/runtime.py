@@ -70,3 +70,16 @@ def metrics_sink(settings: CommonSettings):  # -> MetricsSink
     from mlops.adapters.metrics_local import LogMetrics
 
     return LogMetrics()
+
+
+def push_app(settings: CommonSettings, routes, *, bus=None, metrics=None, health=None):  # -> Flask
+    """A service's push endpoint, wired the same way for every service: its bus, the dead-letter
+    topic, its code version (for lineage) and its metrics sink."""
+    from mlops.bus.push import PushEndpoint, create_push_app
+
+    endpoint = PushEndpoint(
+        service=settings.service, project=settings.project, bus=bus or event_bus(settings), routes=routes,
+        dead_letter_topic=settings.dead_letter_topic, code_version=settings.code_version,
+        metrics=metrics or metrics_sink(settings), health=health or (lambda: {}),
+    )
+    return create_push_app(endpoint)

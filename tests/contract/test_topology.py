@@ -80,14 +80,17 @@ def test_every_service_directory_is_in_the_topology_and_back():
 
 
 def routed_event_classes(app_file: Path) -> set[str]:
-    """Names `X` in `routes={X.EVENT_TYPE: Route(...)}` of a service's app.py."""
+    """Names `X` in the route mapping `{X.EVENT_TYPE: Route(...)}` of a service's app.py."""
     tree = ast.parse(app_file.read_text(encoding="utf-8"))
     found: set[str] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.keyword) and node.arg == "routes" and isinstance(node.value, ast.Dict):
-            for key in node.value.keys:
-                if isinstance(key, ast.Attribute) and key.attr == "EVENT_TYPE" and isinstance(key.value, ast.Name):
-                    found.add(key.value.id)
+        if not isinstance(node, ast.Dict):
+            continue
+        for key, value in zip(node.keys, node.values, strict=True):
+            routes_here = (isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "Route")
+            if routes_here and isinstance(key, ast.Attribute) and key.attr == "EVENT_TYPE" \
+                    and isinstance(key.value, ast.Name):
+                found.add(key.value.id)
     return found
 
 

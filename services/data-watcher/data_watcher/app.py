@@ -6,7 +6,7 @@ from flask import Flask
 
 from data_watcher.handler import DataWatcher
 from mlops import runtime
-from mlops.bus import PushEndpoint, Route, create_push_app
+from mlops.bus import Route
 from mlops.events import WatchTick
 from mlops.log import configure_logging
 from mlops.settings import CommonSettings, load_settings
@@ -27,10 +27,4 @@ def create_app() -> Flask:
     settings = load_settings(CommonSettings, SERVICE)
     configure_logging(settings.service, settings.log_level)
     watcher = DataWatcher(runtime.warehouse(settings), runtime.spec_store(settings), drift=max_feature_psi)
-    endpoint = PushEndpoint(
-        service=settings.service, project=settings.project, bus=runtime.event_bus(settings),
-        routes={WatchTick.EVENT_TYPE: Route(watcher.handle, starts_run=True)},
-        dead_letter_topic=settings.dead_letter_topic, code_version=settings.code_version,
-        metrics=runtime.metrics_sink(settings),
-    )
-    return create_push_app(endpoint)
+    return runtime.push_app(settings, {WatchTick.EVENT_TYPE: Route(watcher.handle, starts_run=True)})

@@ -6,7 +6,7 @@ from flask import Flask
 
 from deployer.handler import Deployer
 from mlops import runtime
-from mlops.bus import PushEndpoint, Route, create_push_app
+from mlops.bus import Route
 from mlops.events import ModelRegistered
 from mlops.log import configure_logging
 from mlops.settings import CommonSettings, load_settings
@@ -19,10 +19,4 @@ def create_app() -> Flask:
     configure_logging(settings.service, settings.log_level)
     deployer = Deployer(runtime.model_registry(settings), runtime.model_endpoint(settings),
                         runtime.spec_store(settings), runtime.blob_store(settings))
-    endpoint = PushEndpoint(
-        service=settings.service, project=settings.project, bus=runtime.event_bus(settings),
-        routes={ModelRegistered.EVENT_TYPE: Route(deployer.handle)},
-        dead_letter_topic=settings.dead_letter_topic, code_version=settings.code_version,
-        metrics=runtime.metrics_sink(settings),
-    )
-    return create_push_app(endpoint)
+    return runtime.push_app(settings, {ModelRegistered.EVENT_TYPE: Route(deployer.handle)})

@@ -6,7 +6,7 @@ from flask import Flask
 
 from evaluator.handler import Evaluator
 from mlops import runtime
-from mlops.bus import PushEndpoint, Route, create_push_app
+from mlops.bus import Route
 from mlops.events import ModelTrained
 from mlops.log import configure_logging
 from mlops.settings import TrainingSettings, load_settings
@@ -22,10 +22,4 @@ def create_app() -> Flask:
     metrics = runtime.metrics_sink(settings)
     evaluator = Evaluator(backend, runtime.spec_store(settings), runtime.model_registry(settings), permanent_errors,
                           metrics=metrics)
-    endpoint = PushEndpoint(
-        service=settings.service, project=settings.project, bus=runtime.event_bus(settings),
-        routes={ModelTrained.EVENT_TYPE: Route(evaluator.handle)},
-        dead_letter_topic=settings.dead_letter_topic, code_version=settings.code_version,
-        metrics=metrics,
-    )
-    return create_push_app(endpoint)
+    return runtime.push_app(settings, {ModelTrained.EVENT_TYPE: Route(evaluator.handle)}, metrics=metrics)

@@ -18,8 +18,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 
 from mlops import runtime
-from mlops.bus import PushEndpoint, Route
-from mlops.bus.push import create_push_app
+from mlops.bus import Route
 from mlops.events import ModelDeployed, Prediction
 from mlops.events.envelope import now_rfc3339
 from mlops.log import configure_logging, get_logger
@@ -44,14 +43,10 @@ def create_app() -> Flask:
     batcher = PredictionBatcher(bus, settings.service, interval=settings.log_interval_s, max_batch=settings.log_batch)
     atexit.register(batcher.close)
     restore_deployments(server, blobs)
-    endpoint = PushEndpoint(
-        service=settings.service, project=settings.project, bus=bus,
-        routes={ModelDeployed.EVENT_TYPE: Route(server.handle_deployed)},
-        dead_letter_topic=settings.dead_letter_topic, code_version=settings.code_version,
-        metrics=runtime.metrics_sink(settings),
+    app = runtime.push_app(
+        settings, {ModelDeployed.EVENT_TYPE: Route(server.handle_deployed)}, bus=bus,
         health=lambda: {"serving": server.pipelines(), "logged": batcher.published, "pending": batcher.pending},
     )
-    app = create_push_app(endpoint)
     register_prediction_routes(app, server, batcher, settings)
     return app
 

@@ -6,7 +6,7 @@ from flask import Flask
 from pydantic import Field
 
 from mlops import runtime
-from mlops.bus import PushEndpoint, Route, create_push_app
+from mlops.bus import Route
 from mlops.events import ModelEvaluated
 from mlops.log import configure_logging
 from mlops.settings import CommonSettings, load_settings
@@ -26,10 +26,4 @@ def create_app() -> Flask:
     settings = load_settings(RegistrarSettings, SERVICE)
     configure_logging(settings.service, settings.log_level)
     registrar = Registrar(runtime.model_registry(settings), settings.serving_image, settings.code_version)
-    endpoint = PushEndpoint(
-        service=settings.service, project=settings.project, bus=runtime.event_bus(settings),
-        routes={ModelEvaluated.EVENT_TYPE: Route(registrar.handle)},
-        dead_letter_topic=settings.dead_letter_topic, code_version=settings.code_version,
-        metrics=runtime.metrics_sink(settings),
-    )
-    return create_push_app(endpoint)
+    return runtime.push_app(settings, {ModelEvaluated.EVENT_TYPE: Route(registrar.handle)})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from mlops import runtime
-from mlops.bus import PushEndpoint, Route, create_push_app
+from mlops.bus import Route
 from mlops.events import DataReady
 from mlops.log import configure_logging
 from mlops.settings import TrainingSettings, load_settings
@@ -20,10 +20,4 @@ def create_app() -> Flask:
     backend, permanent_errors = runtime.trainer_backend(settings)
     backend.warm_up()
     trainer = Trainer(backend, runtime.spec_store(settings), runtime.blob_store(settings), permanent_errors)
-    endpoint = PushEndpoint(
-        service=settings.service, project=settings.project, bus=runtime.event_bus(settings),
-        routes={DataReady.EVENT_TYPE: Route(trainer.handle)},
-        dead_letter_topic=settings.dead_letter_topic, code_version=settings.code_version,
-        metrics=runtime.metrics_sink(settings),
-    )
-    return create_push_app(endpoint)
+    return runtime.push_app(settings, {DataReady.EVENT_TYPE: Route(trainer.handle)})
