@@ -48,6 +48,11 @@ output "bucket" {
 }
 
 output "repository" {
-  description = "Artifact Registry Docker repository of the service images (the Cloud Build files' _REPOSITORY)."
+  description = "Artifact Registry Docker repository of the service images (its id)."
   value       = google_artifact_registry_repository.images.repository_id
+}
+
+output "image_repository" {
+  description = "Full path images are pushed to: the Cloud Build files' _IMAGE_REPOSITORY."
+  value       = google_artifact_registry_repository.images.registry_uri
 }
