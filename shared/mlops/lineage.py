@@ -38,15 +38,15 @@ def lineage(registry, warehouse, pipeline: str, version_id: str) -> dict[str, An
         f"SELECT * FROM `{warehouse.qualified(SNAPSHOTS_TABLE)}` WHERE snapshot_table = @table LIMIT 1",
         {"table": snapshot_table},
     ) if snapshot_table else []
-    deployments = [
-        {"time": e.time, "event_id": e.id, "action": e.payload()["action"], "endpoint": e.payload()["endpoint"],
-         "version_id": e.payload()["version_id"],
-         "traffic_percent": next((m["traffic_percent"] for m in e.payload()["deployed_models"]
-                                  if m["version_id"] == version_id), 0),
-         "code_version": e.attributes.get("code_version", "")}
-        for e in query_events(warehouse, event_type="model.deployed.v1", limit=1000)
-        if e.pipeline == pipeline and any(m["version_id"] == version_id for m in e.payload()["deployed_models"])
-    ]
+    deployments = []
+    for event in query_events(warehouse, event_type="model.deployed.v1", limit=1000):
+        payload = event.payload()  # decoded once per event
+        shares = {m["version_id"]: m["traffic_percent"] for m in payload["deployed_models"]}
+        if event.pipeline == pipeline and version_id in shares:
+            deployments.append({"time": event.time, "event_id": event.id, "action": payload["action"],
+                                "endpoint": payload["endpoint"], "version_id": payload["version_id"],
+                                "traffic_percent": shares[version_id],
+                                "code_version": event.attributes.get("code_version", "")})
     return {
         "pipeline": pipeline, "version": version_id, "resource_name": version.resource_name,
         "aliases": sorted(version.aliases), "status": version.labels.get("status", ""),

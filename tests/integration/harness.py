@@ -32,6 +32,7 @@ def serving(app: Flask) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(timeout=5)
+        server.server_close()
 
 
 def pull(project: str, subscription: str, wanted: int = 1, timeout: float = 30.0) -> list:

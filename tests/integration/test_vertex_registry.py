@@ -8,17 +8,14 @@ so it is imported once, here, for the whole module.
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from flask import Flask, request
 from google.api_core import exceptions as gexc
-from werkzeug.serving import make_server
 
 from mlops.adapters.vertex import VertexEndpoint, VertexModelRegistry, label_value
 from mlops.ports.registry import ModelEndpoint, ModelRegistry, NotFoundError
@@ -26,28 +23,18 @@ from mlops.stack.vertex_local import create_app
 
 PROJECT = "local-project"
 LOCATION = "us-central1"  # the SDK validates regions, even against a local server
-IMAGE = "us-docker.pkg.dev/local/predictor:latest"
+IMAGE = "mlops-predictor:latest"
+
+from tests.integration.harness import serving  # noqa: E402
 
 integration = pytest.mark.integration
 
 
-@contextmanager
-def serve(app: Flask) -> Iterator[str]:
-    """Run a WSGI app on a free loopback port for the duration of the block."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-        server.server_close()
 
 
 @pytest.fixture(scope="module")
 def vertex_url() -> Iterator[str]:
-    with serve(create_app(None)) as url:
+    with serving(create_app(None)) as url:
         yield url
 
 
@@ -218,7 +205,7 @@ def test_predict_forwards_to_the_configured_predictor() -> None:
         seen.append({"body": request.get_json(), "version": request.headers.get("X-Vertex-Model-Version-Id")})
         return {"predictions": [0.25 for _ in request.get_json()["instances"]]}
 
-    with serve(predictor) as predictor_url, serve(create_app(None, predict_url=f"{predictor_url}/predict")) as url:
+    with serving(predictor) as predictor_url, serving(create_app(None, predict_url=f"{predictor_url}/predict")) as url:
         reg = VertexModelRegistry(PROJECT, LOCATION, api_endpoint=url)
         eps = VertexEndpoint(PROJECT, LOCATION, api_endpoint=url)
         version = _register(reg, "scorer", "evt-p")
@@ -246,7 +233,7 @@ def test_predict_without_predictor_is_501(vertex_url: str, registry: VertexModel
 @integration
 def test_state_survives_restart(tmp_path: Path) -> None:
     state = tmp_path / "vertex" / "state.json"
-    with serve(create_app(state)) as url:
+    with serving(create_app(state)) as url:
         reg = VertexModelRegistry(PROJECT, LOCATION, api_endpoint=url)
         eps = VertexEndpoint(PROJECT, LOCATION, api_endpoint=url)
         _register(reg, "kept", "evt-1", aliases=["champion"])
@@ -254,7 +241,7 @@ def test_state_survives_restart(tmp_path: Path) -> None:
         deployed = eps.deploy(eps.ensure_endpoint("kept"), v2, traffic_percent=100)
     assert state.exists()
 
-    with serve(create_app(state)) as url:  # a new server process would read the same file
+    with serving(create_app(state)) as url:  # a new server process would read the same file
         reg = VertexModelRegistry(PROJECT, LOCATION, api_endpoint=url)
         eps = VertexEndpoint(PROJECT, LOCATION, api_endpoint=url)
         assert [v.version_id for v in reg.list_versions("kept")] == ["2", "1"]

@@ -92,6 +92,14 @@ def gunicorn_argv(app: str, port: int, chdir: Path | None = None, threads: int =
                    "--graceful-timeout", "5", "--no-control-socket", app]
 
 
+def service_argv(service, port: int) -> tuple[list[str], Path]:
+    """gunicorn command and working folder of a service (the predictor, serving traffic, gets more threads)."""
+    folder = repo_root() / "services" / service.name
+    argv = gunicorn_argv(f"{service_package(service.name)}.app:create_app()", port, chdir=folder,
+                         threads=16 if service.serves_traffic else 8)
+    return argv, folder
+
+
 def code_version() -> str:
     """The checkout's commit (with `-dirty` for local changes): what each stage records in lineage."""
     import subprocess
@@ -221,14 +229,11 @@ class Stack:
         state.env["MLOPS_VERTEX_ENDPOINT"] = f"http://{HOST}:{port}"
 
     def _start_services(self, state: StackState, started: list, ports: dict[str, int]) -> None:
-        root = repo_root()
         for service in SERVICES:
             port = ports[service.name]
-            threads = 16 if service.serves_traffic else 8
-            argv = gunicorn_argv(f"{service_package(service.name)}.app:create_app()", port,
-                                 chdir=root / "services" / service.name, threads=threads)
+            argv, folder = service_argv(service, port)
             process = launch(argv, name=service.name, log_dir=self.data_dir / "logs",
-                             env=self._child_env(state, PORT=str(port)), cwd=root / "services" / service.name)
+                             env=self._child_env(state, PORT=str(port)), cwd=folder)
             started.append(process)
             self._record(state, service.name, "service", process, port, "/healthz")
 
@@ -292,11 +297,9 @@ class Stack:
         service = next((s for s in SERVICES if s.name == name), None)
         if service is None:
             raise ValueError(f"only services can be restarted, not {component.kind} {name!r}")
-        root = repo_root()
-        argv = gunicorn_argv(f"{service_package(name)}.app:create_app()", component.port,
-                             chdir=root / "services" / name, threads=16 if service.serves_traffic else 8)
+        argv, folder = service_argv(service, component.port)
         process = launch(argv, name=name, log_dir=self.data_dir / "logs",
-                         env=self._child_env(state, PORT=str(component.port)), cwd=root / "services" / name)
+                         env=self._child_env(state, PORT=str(component.port)), cwd=folder)
         old = self._children.pop(component.pid, None)
         if old is not None:
             old.stop()  # reap it
