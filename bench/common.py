@@ -152,7 +152,7 @@ def rounded(value: float | None, digits: int = 4) -> float | None:
 class BenchStack:
     data_dir: Path
     stack: Any  # mlops.stack.supervisor.Stack
-    ctx: Any  # mlops.cli.context.CliContext
+    ctx: Any  # mlops.ops.context.CliContext
 
     @property
     def predictor_url(self) -> str:
@@ -182,7 +182,7 @@ def _sessions_alive(sessions: set[int]) -> list[tuple[int, str]]:
 @contextlib.contextmanager
 def bench_stack(label: str, keep_data: bool = False) -> Iterator[BenchStack]:
     """A whole local stack in a fresh temporary folder, ticker off; always stopped afterwards."""
-    from mlops.cli.context import CliContext
+    from mlops.ops.context import CliContext
     from mlops.stack.supervisor import Stack
 
     data_dir = Path(tempfile.mkdtemp(prefix=f"mlops-bench-{label}-"))
@@ -219,7 +219,7 @@ def bench_stack(label: str, keep_data: bool = False) -> Iterator[BenchStack]:
 
 
 def apply_spec(bs: BenchStack, new_rows_min: int, name: str = PIPELINE):
-    from mlops.spec import parse_spec
+    from mlops.core.spec import parse_spec
 
     spec = parse_spec(SPEC_YAML.format(name=name, new_rows_min=new_rows_min), "<bench>")
     bs.ctx.specs.put(spec)
@@ -235,7 +235,7 @@ def warm_clients(bs: BenchStack, spec) -> None:
     with contextlib.suppress(Exception):
         bs.ctx.warehouse.table_columns(spec.source.table)
     with contextlib.suppress(Exception):
-        from mlops.archive import query_events
+        from mlops.ops.archive import query_events
 
         query_events(bs.ctx.warehouse, run_id="warm-up", limit=1)
     with contextlib.suppress(Exception):
@@ -283,8 +283,8 @@ class Landed:
 
 def land_rows(bs: BenchStack, spec, rows: list[dict[str, Any]]) -> Landed:
     """What `mlops ingest` does: append the rows, then publish a watch.tick for the pipeline."""
-    from mlops.events import WatchTick
-    from mlops.ingest import ingest_rows
+    from mlops.core.events import WatchTick
+    from mlops.ops.ingest import ingest_rows
 
     started = time.perf_counter()
     ingest_rows(bs.ctx.warehouse, spec, rows)
@@ -314,7 +314,7 @@ def wait_for_new_version(bs: BenchStack, pipeline: str, known_versions: set[str]
                          registry_every_s: float = 0.5, timeout_s: float = 300.0) -> Outcome:
     """Poll the predictor's /healthz every poll_s until it serves a version not in known_versions with
     traffic; every registry_every_s also look in the registry for a new version the gate rejected."""
-    from mlops.registry_meta import VersionMeta
+    from mlops.ports.registry import VersionMeta
 
     url = bs.predictor_url
     deadline = time.monotonic() + timeout_s

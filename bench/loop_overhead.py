@@ -28,8 +28,19 @@ import time
 from typing import Any
 
 from bench.common import (
-    PIPELINE, CpuWindow, RowFeed, apply_spec, bench_stack, component_pids, foreign_stack_processes, land_rows,
-    median, rounded, say, wait_for_new_version, write_result,
+    PIPELINE,
+    CpuWindow,
+    RowFeed,
+    apply_spec,
+    bench_stack,
+    component_pids,
+    foreign_stack_processes,
+    land_rows,
+    median,
+    rounded,
+    say,
+    wait_for_new_version,
+    write_result,
 )
 
 NAME = "loop"
@@ -47,14 +58,14 @@ HOP_NAMES = {
 
 
 def _epoch(ce_time: str) -> float:
-    from mlops.events.envelope import parse_time
+    from mlops.core.events.envelope import parse_time
 
     return parse_time(ce_time).timestamp()
 
 
 def run_events(bs, run_id: str, tick_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
     """The run's archived events by type (waiting for the archiver to write model.deployed)."""
-    from mlops.archive import query_events
+    from mlops.ops.archive import query_events
 
     deadline = time.monotonic() + timeout_s
     while True:
@@ -109,7 +120,7 @@ def handler_seconds(data_dir, run_id: str, tick_id: str) -> dict[str, float]:
 
 
 def measure_round(bs, spec, feed: RowFeed, number: int, rows: int, known: set[str]) -> dict[str, Any]:
-    from mlops.registry_meta import VersionMeta
+    from mlops.ports.registry import VersionMeta
 
     landed = land_rows(bs, spec, feed.take(rows))
     outcome = wait_for_new_version(bs, spec.name, known)

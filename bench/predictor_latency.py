@@ -19,8 +19,20 @@ import uuid
 from typing import Any
 
 from bench.common import (
-    PIPELINE, CpuWindow, RowFeed, apply_spec, bench_stack, component_pids, foreign_stack_processes, land_rows,
-    memory_sample, percentile, rounded, say, wait_for_new_version, write_result,
+    PIPELINE,
+    CpuWindow,
+    RowFeed,
+    apply_spec,
+    bench_stack,
+    component_pids,
+    foreign_stack_processes,
+    land_rows,
+    memory_sample,
+    percentile,
+    rounded,
+    say,
+    wait_for_new_version,
+    write_result,
 )
 from bench.loadgen import LoadPlan, LoadRun, measure_floor, summarize
 
@@ -68,7 +80,7 @@ class MemorySampler:
 
 
 def count_logged(warehouse, prefix: str) -> int:
-    from mlops.topology import PREDICTIONS_TABLE
+    from mlops.core.topology import PREDICTIONS_TABLE
 
     rows = warehouse.query(
         f"SELECT COUNT(DISTINCT request_id) AS n FROM `{warehouse.qualified(PREDICTIONS_TABLE)}` "
@@ -92,7 +104,7 @@ def wait_logged(warehouse, expected: dict[str, int], timeout_s: float) -> dict[s
 
 def server_latencies(warehouse, prefix: str) -> dict[str, Any]:
     """The predictor's own latency_ms (request parsed -> prediction made), as logged per prediction."""
-    from mlops.topology import PREDICTIONS_TABLE
+    from mlops.core.topology import PREDICTIONS_TABLE
 
     rows = warehouse.query(
         f"SELECT latency_ms FROM `{warehouse.qualified(PREDICTIONS_TABLE)}` WHERE STARTS_WITH(request_id, @prefix)",

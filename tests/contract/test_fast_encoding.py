@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mlops.events import Prediction, PredictionMade, decode, encode
-from mlops.events.codec import encode_generic
+from mlops.core.events import Prediction, PredictionMade, decode, encode
+from mlops.core.events.codec import encode_generic
 
 
 def batch() -> PredictionMade:

@@ -19,7 +19,7 @@ import pytest
 from fastavro import parse_schema
 from fastavro.validation import validate
 
-from mlops.events import EVENTS_BY_TYPE
+from mlops.core.events import EVENTS_BY_TYPE
 
 from .compat import compatibility_problems, read_old_with_new, sample_records
 

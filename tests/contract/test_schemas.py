@@ -18,8 +18,8 @@ from fastavro.validation import validate
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from mlops.events import EVENT_CLASSES, EVENTS_BY_TYPE, Event
-from mlops.events.catalog import schema_files, schema_json
+from mlops.core.events import EVENT_CLASSES, EVENTS_BY_TYPE, Event
+from mlops.core.events.catalog import schema_files, schema_json
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_DIR = ROOT / "schemas"

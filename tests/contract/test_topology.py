@@ -8,12 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from mlops.events import EVENTS_BY_TYPE
-from mlops.events.catalog import schema_files
-from mlops.settings import CommonSettings
-from mlops.topology import (
-    ALL_TOPICS, DEAD_LETTER_TOPIC, EVENT_TOPICS, SERVICES, SERVICES_BY_NAME, TABLES, archive_subscription,
-    as_tfvars, push_subscription,
+from mlops.core.events import EVENTS_BY_TYPE
+from mlops.core.events.catalog import schema_files
+from mlops.core.settings import CommonSettings
+from mlops.core.topology import (
+    ALL_TOPICS,
+    DEAD_LETTER_TOPIC,
+    EVENT_TOPICS,
+    SERVICES,
+    SERVICES_BY_NAME,
+    TABLES,
+    archive_subscription,
+    as_tfvars,
+    push_subscription,
 )
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,14 +14,14 @@ import time
 import pytest
 import requests
 
-from mlops.archive import query_events
-from mlops.cli.context import CliContext
-from mlops.events import WatchTick, decode
-from mlops.bus.publisher import new_envelope
-from mlops.ingest import ingest_rows
+from mlops.core.events import WatchTick, decode
+from mlops.core.events.envelope import new_envelope
+from mlops.core.spec import parse_spec
+from mlops.core.topology import PREDICTIONS_TABLE, SNAPSHOTS_TABLE
 from mlops.ml.datasets import load_demo_dataset
-from mlops.spec import parse_spec
-from mlops.topology import PREDICTIONS_TABLE, SNAPSHOTS_TABLE
+from mlops.ops.archive import query_events
+from mlops.ops.context import CliContext
+from mlops.ops.ingest import ingest_rows
 from tests.e2e.conftest import mlops
 from tests.integration.harness import wait_for
 
@@ -200,9 +200,9 @@ def test_lineage_of_the_champion_names_snapshot_params_metrics_deployment_and_co
 def test_an_event_archived_before_its_schema_gained_a_field_still_replays(stack, stack_dir):
     """data.ready v1 as first published had no `drift_score`: such an archived event is upcast."""
     ctx = CliContext(stack_dir)
-    from mlops.events import DataReady, encode
-    from mlops.replay import plan_replay
-    from mlops.archive import ArchivedEvent
+    from mlops.core.events import DataReady, encode
+    from mlops.ops.archive import ArchivedEvent
+    from mlops.ops.replay import plan_replay
 
     old_payload = json.loads(encode(DataReady.example()))
     del old_payload["drift_score"]  # written by the schema as it was before the field existed
@@ -212,7 +212,7 @@ def test_an_event_archived_before_its_schema_gained_a_field_still_replays(stack,
     planned = plan_replay(archived)
     assert planned.event.drift_score is None and planned.envelope.replay_of == "old-1"
     # ... and today's topic (which checks the schema) accepts the upcast event.
-    from mlops.replay import publish
+    from mlops.ops.replay import publish
 
     publish(ctx.bus, planned)
     assert decode("data.ready.v1", json.dumps(old_payload).encode()).pipeline == "breast-cancer"

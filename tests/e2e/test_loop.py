@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from mlops.demo import run_demo
+from mlops.ops.demo import run_demo
 from tests.e2e.conftest import mlops
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +44,9 @@ def test_the_demo_retrains_gates_deploys_and_logs_by_itself(stack, stack_dir):
 
 
 def test_a_new_user_with_their_own_csv_and_spec_needs_no_other_command(stack, stack_dir, tmp_path):
-    from sklearn.datasets import load_diabetes  # real data bundled in the scikit-learn wheel
+    from sklearn.datasets import (
+        load_diabetes,  # real data bundled in the scikit-learn wheel
+    )
 
     data = load_diabetes()
     features = [f"f_{name}" for name in data.feature_names]

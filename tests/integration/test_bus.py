@@ -10,10 +10,12 @@ import pytest
 from google.api_core.exceptions import InvalidArgument
 from google.cloud import pubsub_v1
 
-from mlops.bus import PubSubEventBus, PushEndpoint, Route, create_push_app, new_envelope
-from mlops.events import DataReady, EventValidationError, ModelTrained
+from mlops.adapters.pubsub import PubSubEventBus
+from mlops.core.events import DataReady, EventValidationError, ModelTrained
+from mlops.core.events.envelope import new_envelope
+from mlops.core.topology import DEAD_LETTER_TOPIC, DeliveryPolicy, archive_subscription
+from mlops.runtime.push import PushEndpoint, Route, create_push_app
 from mlops.stack.provision import provision_pubsub
-from mlops.topology import DEAD_LETTER_TOPIC, DeliveryPolicy, archive_subscription
 from tests.integration.harness import pull, serving, unique_project, wait_for
 
 pytestmark = pytest.mark.integration
@@ -88,7 +90,7 @@ def test_a_poison_message_is_dead_lettered_at_once_with_the_reason_attached(proj
     with serving(app) as url:
         provision_pubsub(project, {"trainer": url}, FAST_RETRIES)
         publisher = pubsub_v1.PublisherClient()
-        from mlops.events import encode
+        from mlops.core.events import encode
 
         # Fits the schema, but carries no envelope beyond its type: no stage can ever handle it.
         publisher.publish(publisher.topic_path(project, DataReady.EVENT_TYPE), encode(DataReady.example()),
@@ -129,7 +131,7 @@ def test_an_event_one_service_publishes_reaches_the_next_with_causation_and_run(
 
 def test_every_published_event_lands_in_the_archive(project, bus, bigquery_emulator, monkeypatch):
     from mlops.adapters.bigquery import BigQueryWarehouse, bigquery_client
-    from mlops.archive import query_events
+    from mlops.ops.archive import query_events
     from mlops.stack.archiver import Archiver
     from mlops.stack.provision import provision_bigquery
 

@@ -17,14 +17,19 @@ from typing import Any
 
 import pytest
 
-from mlops.adapters.memory import InMemoryBlobStore, InMemoryEventBus, InMemoryWarehouse, Published
-from mlops.bus.publisher import new_envelope
-from mlops.events import Envelope, Event
-from mlops.ports.registry import Deployment, DeployedModel, ModelVersion, NotFoundError
+from mlops.core.events import Envelope, Event
+from mlops.core.events.envelope import new_envelope
+from mlops.core.spec import PipelineSpec
+from mlops.core.topology import SERVICES
+from mlops.ports.registry import DeployedModel, Deployment, ModelVersion, NotFoundError
+from mlops.ports.specs import SpecStore
 from mlops.ports.trainer import Evaluation, TrainedArtifact
-from mlops.spec import PipelineSpec
-from mlops.specstore import SpecStore
-from mlops.topology import SERVICES
+from mlops.testing.memory import (
+    InMemoryBlobStore,
+    InMemoryEventBus,
+    InMemoryWarehouse,
+    Published,
+)
 
 # --------------------------------------------------------------------------------------------------
 # Environment isolation

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mlops.adapters.bqml_backend import BigQueryMLBackend, model_fqn_of
-from mlops.spec import parse_spec
+from mlops.core.spec import parse_spec
 
 SPEC = parse_spec("""
 name: abalone

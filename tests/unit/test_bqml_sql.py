@@ -11,7 +11,8 @@ from mlops.adapters.bqml import (
     sql_literal,
     sql_string,
 )
-from mlops.ml.models import LearnRateStrategy, ModelOptionsError
+from mlops.ml.errors import ModelOptionsError
+from mlops.ml.options import LearnRateStrategy
 
 FEATURES = ["sex", "length"]
 

@@ -4,7 +4,13 @@ import random
 
 import pytest
 
-from mlops.ml.drift import DriftReference, build_reference, measure_drift, population_stability_index, psi_between
+from mlops.ml.drift import (
+    DriftReference,
+    build_reference,
+    measure_drift,
+    population_stability_index,
+    psi_between,
+)
 
 
 def numeric_rows(count: int, shift: float = 0.0, seed: int = 1, missing_every: int = 0) -> list[dict]:

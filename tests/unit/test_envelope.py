@@ -7,9 +7,20 @@ import uuid
 
 import pytest
 
-from mlops.bus.publisher import new_envelope
-from mlops.events import DataReady, Envelope, EnvelopeError, WatchTick
-from mlops.events.envelope import REQUIRED_ATTRIBUTES, SPEC_VERSION, now_rfc3339, parse_time, source_of
+from mlops.core.events import (
+    DataReady,
+    Envelope,
+    EnvelopeError,
+    ModelTrained,
+    WatchTick,
+)
+from mlops.core.events.envelope import (
+    REQUIRED_ATTRIBUTES,
+    SPEC_VERSION,
+    new_envelope,
+    now_rfc3339,
+    parse_time,
+)
 
 
 def full_envelope(**changes: object) -> Envelope:
@@ -113,16 +124,18 @@ def test_now_is_rfc3339_utc_with_microseconds():
     assert parse_time(value).utcoffset().total_seconds() == 0
 
 
-def test_caused_keeps_the_run_and_links_to_its_cause():
+def test_an_effect_keeps_the_run_and_links_to_its_cause():
     cause = full_envelope()
-    effect = cause.caused("model.trained.v1", "schemas/model.trained.v1.avsc", source_of("trainer"))
+    event = ModelTrained.example()
+    effect = new_envelope(event, "trainer", run_id=cause.run_id, causation_id=cause.id, code_version="abc123")
     assert effect.run_id == cause.run_id
     assert effect.causation_id == cause.id
     assert effect.id != cause.id and uuid.UUID(effect.id)
     assert (effect.type, effect.dataschema, effect.source) == (
         "model.trained.v1", "schemas/model.trained.v1.avsc", "//mlops/services/trainer")
-    assert effect.pipeline == cause.pipeline  # inherited unless given
-    assert cause.caused("x", "y", "z", pipeline="other").pipeline == "other"
+    assert effect.pipeline == event.pipeline  # taken from the event unless given
+    assert new_envelope(event, "trainer", pipeline="other").pipeline == "other"
+    assert effect.code_version == "abc123"
     parse_time(effect.time)
     assert effect.specversion == SPEC_VERSION
 

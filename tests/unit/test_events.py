@@ -15,7 +15,7 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from mlops.events import (
+from mlops.core.events import (
     EVENT_CLASSES,
     EVENTS_BY_TYPE,
     DataReady,
@@ -34,7 +34,7 @@ from mlops.events import (
     encode,
     event_class,
 )
-from mlops.events.catalog import dataschema_uri, schema_files
+from mlops.core.events.catalog import dataschema_uri, schema_files
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "events"
 ALL = pytest.mark.parametrize("cls", EVENT_CLASSES, ids=lambda c: c.EVENT_TYPE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from evaluator.gate import Verdict, judge
-from mlops.spec import CLASSIFIER_METRICS, REGRESSOR_METRICS, PromotionSpec
+from mlops.core.spec import CLASSIFIER_METRICS, REGRESSOR_METRICS, PromotionSpec
 
 
 def gate(metric: str = "roc_auc", minimum: float | None = 0.8, min_gain: float = 0.01) -> PromotionSpec:

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 
 from data_watcher.handler import DataWatcher, decide, next_data_version
-from mlops.events import DataReady, WatchTick
+from mlops.core.events import DataReady, WatchTick
+from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN
 from mlops.ports.warehouse import SnapshotRecord, SourceStatus
-from mlops.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN
 
 from .conftest import T0, envelope_for, make_spec
 

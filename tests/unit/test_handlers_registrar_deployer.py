@@ -7,10 +7,9 @@ import json
 import pytest
 
 from deployer.handler import Deployer
-from mlops.deployments import manifest_path
-from mlops.events import Envelope, ModelDeployed, ModelEvaluated, ModelRegistered
-from mlops.ports.registry import ModelEndpoint, ModelRegistry
-from mlops.registry_meta import VersionMeta
+from mlops.core.events import Envelope, ModelDeployed, ModelEvaluated, ModelRegistered
+from mlops.core.layout import manifest_path
+from mlops.ports.registry import ModelEndpoint, ModelRegistry, VersionMeta
 from registrar.handler import Registrar
 
 from .conftest import FakeRegistry, envelope_for, make_spec

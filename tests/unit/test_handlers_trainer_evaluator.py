@@ -7,9 +7,9 @@ import json
 import pytest
 
 from evaluator.handler import Evaluator
-from mlops.bus import PermanentError
-from mlops.events import DataReady, ModelEvaluated, ModelTrained
-from mlops.registry_meta import VersionMeta
+from mlops.core.errors import PermanentError
+from mlops.core.events import DataReady, ModelEvaluated, ModelTrained
+from mlops.ports.registry import VersionMeta
 from trainer.handler import RECORD_FILE, Trainer, candidate_id
 
 from .conftest import envelope_for, make_spec

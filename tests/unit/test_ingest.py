@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mlops.adapters.memory import InMemoryWarehouse
-from mlops.ingest import IngestError, ingest_labels, ingest_rows, read_csv
-from mlops.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN, parse_spec
+from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN, parse_spec
+from mlops.ops.ingest import IngestError, ingest_labels, ingest_rows, read_csv
+from mlops.testing.memory import InMemoryWarehouse
 
 SPEC = parse_spec("""
 name: tiny

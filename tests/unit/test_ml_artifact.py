@@ -15,7 +15,7 @@ from mlops.ml.artifact import (
     loads_model,
     read_metadata,
 )
-from mlops.ml.models import train
+from mlops.ml.training import train
 
 CONSTRUCTED: list[str] = []
 

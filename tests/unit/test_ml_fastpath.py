@@ -7,8 +7,9 @@ import math
 import pytest
 
 from mlops.ml.datasets import load_demo_dataset
+from mlops.ml.errors import InvalidInstancesError
 from mlops.ml.fastpath import compile_model
-from mlops.ml.models import InvalidInstancesError, train
+from mlops.ml.training import train
 
 DATA = load_demo_dataset()
 FEATURES = DATA.feature_columns  # sex (categorical) + seven measurements

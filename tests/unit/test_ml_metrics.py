@@ -11,7 +11,7 @@ from mlops.ml.metrics import (
     higher_is_better,
     regression_metrics,
 )
-from mlops.ml.models import train
+from mlops.ml.training import train
 
 
 def test_binary_metrics_on_a_hand_checked_case():

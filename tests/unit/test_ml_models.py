@@ -4,18 +4,15 @@ import random
 import pytest
 
 from mlops.ml.datasets import load_demo_dataset
-from mlops.ml.models import (
-    FeatureKind,
+from mlops.ml.errors import (
     InvalidInstancesError,
     ModelOptionsError,
-    ModelType,
     TrainingDataError,
     UnsupportedLocallyError,
-    build_estimator,
-    parse_model_options,
-    split_for,
-    train,
 )
+from mlops.ml.features import FeatureKind
+from mlops.ml.options import ModelType, parse_model_options
+from mlops.ml.training import build_estimator, split_for, train
 
 FEATURES = ["size", "colour", "fresh"]
 

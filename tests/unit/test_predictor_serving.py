@@ -11,8 +11,16 @@ from typing import Any
 
 import pytest
 
-from mlops.adapters.memory import InMemoryEventBus
-from mlops.events import DeployedModel, Envelope, Event, ModelDeployed, Prediction, PredictionMade, decode
+from mlops.core.events import (
+    DeployedModel,
+    Envelope,
+    Event,
+    ModelDeployed,
+    Prediction,
+    PredictionMade,
+    decode,
+)
+from mlops.testing.memory import InMemoryEventBus
 from predictor.batcher import PredictionBatcher
 from predictor.serving import ModelServer, NoModelDeployed, Routing, Served
 

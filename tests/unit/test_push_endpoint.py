@@ -17,10 +17,20 @@ from typing import Any
 
 import pytest
 
-from mlops.adapters.memory import InMemoryEventBus
-from mlops.bus import PermanentError, PushEndpoint, Route, create_push_app
-from mlops.events import DataReady, Envelope, Event, ModelTrained, StageFailed, WatchTick, decode, encode
-from mlops.topology import DEAD_LETTER_TOPIC
+from mlops.core.errors import PermanentError
+from mlops.core.events import (
+    DataReady,
+    Envelope,
+    Event,
+    ModelTrained,
+    StageFailed,
+    WatchTick,
+    decode,
+    encode,
+)
+from mlops.core.topology import DEAD_LETTER_TOPIC
+from mlops.runtime.push import PushEndpoint, Route, create_push_app
+from mlops.testing.memory import InMemoryEventBus
 
 from .conftest import FlakyBus
 

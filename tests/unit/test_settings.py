@@ -5,8 +5,15 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from mlops.settings import PREFIX, CommonSettings, SettingsError, TrainingSettings, describe, load_settings
-from mlops.topology import DEAD_LETTER_TOPIC
+from mlops.core.settings import (
+    PREFIX,
+    CommonSettings,
+    SettingsError,
+    TrainingSettings,
+    describe,
+    load_settings,
+)
+from mlops.core.topology import DEAD_LETTER_TOPIC
 
 REQUIRED = {"MLOPS_PROJECT": "mlops-local", "MLOPS_BUCKET": "mlops-local-artifacts"}
 

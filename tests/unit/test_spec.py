@@ -7,11 +7,17 @@ import textwrap
 import pytest
 import yaml
 
-from mlops.adapters.memory import InMemoryBlobStore
-from mlops.spec import (
-    CLASSIFIER_METRICS, MODEL_TYPES, REGRESSOR_METRICS, PipelineSpec, SpecError, load_spec, parse_spec,
+from mlops.core.spec import (
+    CLASSIFIER_METRICS,
+    MODEL_TYPES,
+    REGRESSOR_METRICS,
+    PipelineSpec,
+    SpecError,
+    load_spec,
+    parse_spec,
 )
-from mlops.specstore import SpecStore, UnknownPipeline
+from mlops.ports.specs import SpecStore, UnknownPipeline
+from mlops.testing.memory import InMemoryBlobStore
 
 from .conftest import spec_data
 

@@ -6,10 +6,10 @@ from flask import Flask
 
 from data_watcher.handler import DataWatcher
 from mlops import runtime
-from mlops.bus import Route
-from mlops.events import WatchTick
-from mlops.log import configure_logging
-from mlops.settings import CommonSettings, load_settings
+from mlops.core.events import WatchTick
+from mlops.core.log import configure_logging
+from mlops.core.settings import CommonSettings, load_settings
+from mlops.runtime.push import Route
 
 SERVICE = "data-watcher"
 

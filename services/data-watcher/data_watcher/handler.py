@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 
 import structlog
 
-from mlops.events import DataReady, Envelope, WatchTick
+from mlops.core.events import DataReady, Envelope, WatchTick
+from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN, PipelineSpec
+from mlops.ports.specs import SpecStore, UnknownPipeline
 from mlops.ports.warehouse import SnapshotRecord, SourceStatus, Warehouse
-from mlops.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN, PipelineSpec
-from mlops.specstore import SpecStore, UnknownPipeline
 
 log = structlog.get_logger("data-watcher")
 

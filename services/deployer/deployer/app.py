@@ -6,10 +6,10 @@ from flask import Flask
 
 from deployer.handler import Deployer
 from mlops import runtime
-from mlops.bus import Route
-from mlops.events import ModelRegistered
-from mlops.log import configure_logging
-from mlops.settings import CommonSettings, load_settings
+from mlops.core.events import ModelRegistered
+from mlops.core.log import configure_logging
+from mlops.core.settings import CommonSettings, load_settings
+from mlops.runtime.push import Route
 
 SERVICE = "deployer"
 

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import structlog
 
-from mlops.events import DeployedModel as DeployedModelEvent
-from mlops.deployments import manifest_path
-from mlops.events import Envelope, ModelDeployed, ModelRegistered
+from mlops.core.events import DeployedModel as DeployedModelEvent
+from mlops.core.events import Envelope, ModelDeployed, ModelRegistered
+from mlops.core.layout import manifest_path
 from mlops.ports.blobs import BlobStore
-from mlops.ports.registry import DeployedModel, ModelEndpoint, ModelRegistry
-from mlops.registry_meta import VersionMeta
-from mlops.specstore import SpecStore
+from mlops.ports.registry import (
+    DeployedModel,
+    ModelEndpoint,
+    ModelRegistry,
+    VersionMeta,
+)
+from mlops.ports.specs import SpecStore
 
 log = structlog.get_logger("deployer")
 

@@ -6,10 +6,10 @@ from flask import Flask
 
 from evaluator.handler import Evaluator
 from mlops import runtime
-from mlops.bus import Route
-from mlops.events import ModelTrained
-from mlops.log import configure_logging
-from mlops.settings import TrainingSettings, load_settings
+from mlops.core.events import ModelTrained
+from mlops.core.log import configure_logging
+from mlops.core.settings import TrainingSettings, load_settings
+from mlops.runtime.push import Route
 
 SERVICE = "evaluator"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mlops.core.spec import PromotionSpec
 from mlops.ml.metrics import higher_is_better
-from mlops.spec import PromotionSpec
 
 
 @dataclass(frozen=True)

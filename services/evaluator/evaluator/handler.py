@@ -11,13 +11,12 @@ import time
 import structlog
 
 from evaluator.gate import judge
-from mlops.bus import PermanentError
-from mlops.events import Envelope, ModelEvaluated, ModelTrained
+from mlops.core.errors import PermanentError
+from mlops.core.events import Envelope, ModelEvaluated, ModelTrained
 from mlops.ports.metrics import MetricsSink, NullMetrics
-from mlops.ports.registry import ModelRegistry, NotFoundError
+from mlops.ports.registry import ModelRegistry, NotFoundError, VersionMeta
+from mlops.ports.specs import SpecStore, UnknownPipeline
 from mlops.ports.trainer import TrainerBackend
-from mlops.registry_meta import VersionMeta
-from mlops.specstore import SpecStore, UnknownPipeline
 
 log = structlog.get_logger("evaluator")
 

@@ -6,10 +6,10 @@ from flask import Flask
 
 from inference_logger.handler import InferenceLogger
 from mlops import runtime
-from mlops.bus import Route
-from mlops.events import PredictionMade
-from mlops.log import configure_logging
-from mlops.settings import CommonSettings, load_settings
+from mlops.core.events import PredictionMade
+from mlops.core.log import configure_logging
+from mlops.core.settings import CommonSettings, load_settings
+from mlops.runtime.push import Route
 
 SERVICE = "inference-logger"
 

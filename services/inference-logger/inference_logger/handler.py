@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import structlog
 
-from mlops.events import Envelope, PredictionMade
+from mlops.core.events import Envelope, PredictionMade
+from mlops.core.topology import PREDICTIONS_TABLE
 from mlops.ports.warehouse import Warehouse
-from mlops.topology import PREDICTIONS_TABLE
 
 log = structlog.get_logger("inference-logger")
 

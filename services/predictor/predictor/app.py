@@ -18,12 +18,12 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 
 from mlops import runtime
-from mlops.bus import Route
-from mlops.events import ModelDeployed, Prediction
-from mlops.events.envelope import now_rfc3339
-from mlops.log import configure_logging, get_logger
+from mlops.core.events import ModelDeployed, Prediction
+from mlops.core.events.envelope import now_rfc3339
+from mlops.core.log import configure_logging, get_logger
+from mlops.core.settings import load_settings
 from mlops.ml.warmup import warm_up
-from mlops.settings import load_settings
+from mlops.runtime.push import Route
 from predictor.batcher import PredictionBatcher
 from predictor.serving import ModelServer, NoModelDeployed
 from predictor.settings import PredictorSettings

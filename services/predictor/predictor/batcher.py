@@ -13,8 +13,9 @@ from collections import deque
 
 import structlog
 
-from mlops.bus.publisher import EventBus, new_envelope
-from mlops.events import Prediction, PredictionMade
+from mlops.core.events import Prediction, PredictionMade
+from mlops.core.events.envelope import new_envelope
+from mlops.ports.bus import EventBus
 
 log = structlog.get_logger("predictor.batcher")
 

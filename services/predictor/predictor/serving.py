@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from mlops.events import Envelope, ModelDeployed
+from mlops.core.events import Envelope, ModelDeployed
 
 log = structlog.get_logger("predictor")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, Field
 
-from mlops.settings import CommonSettings
+from mlops.core.settings import CommonSettings
 
 
 class PredictorSettings(CommonSettings):

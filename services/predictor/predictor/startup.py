@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from mlops.deployments import DEPLOYMENTS_PREFIX
-from mlops.events import ModelDeployed
-from mlops.log import get_logger
+from mlops.core.events import ModelDeployed
+from mlops.core.layout import DEPLOYMENTS_PREFIX
+from mlops.core.log import get_logger
 from mlops.ports.blobs import BlobStore
 from predictor.serving import ModelServer
 

@@ -12,9 +12,8 @@ import json
 
 import structlog
 
-from mlops.events import Envelope, ModelEvaluated, ModelRegistered
-from mlops.ports.registry import ModelRegistry, ModelVersion, NotFoundError
-from mlops.registry_meta import VersionMeta
+from mlops.core.events import Envelope, ModelEvaluated, ModelRegistered
+from mlops.ports.registry import ModelRegistry, ModelVersion, NotFoundError, VersionMeta
 
 log = structlog.get_logger("registrar")
 

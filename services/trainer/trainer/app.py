@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import Flask
 
 from mlops import runtime
-from mlops.bus import Route
-from mlops.events import DataReady
-from mlops.log import configure_logging
-from mlops.settings import TrainingSettings, load_settings
+from mlops.core.events import DataReady
+from mlops.core.log import configure_logging
+from mlops.core.settings import TrainingSettings, load_settings
+from mlops.runtime.push import Route
 from trainer.handler import Trainer
 
 SERVICE = "trainer"

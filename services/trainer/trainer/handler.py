@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import structlog
 
-from mlops.bus import PermanentError
-from mlops.events import DataReady, Envelope, ModelTrained
+from mlops.core import layout
+from mlops.core.errors import PermanentError
+from mlops.core.events import DataReady, Envelope, ModelTrained
 from mlops.ports.blobs import BlobStore
+from mlops.ports.specs import SpecStore, UnknownPipeline
 from mlops.ports.trainer import TrainerBackend
-from mlops.specstore import SpecStore, UnknownPipeline
 
 log = structlog.get_logger("trainer")
 
@@ -33,7 +34,7 @@ class Trainer:
 
     def handle(self, ready: DataReady, envelope: Envelope) -> list[ModelTrained]:
         candidate = candidate_id(ready.data_version, envelope.id)
-        artifact_dir = f"models/{ready.pipeline}/{candidate}"
+        artifact_dir = layout.artifact_dir(ready.pipeline, candidate)
         record = f"{artifact_dir}/{RECORD_FILE}"
         if self._blobs.exists(record):
             log.info("already trained for this event; announcing it again", candidate=candidate)

@@ -17,9 +17,9 @@ from google.api_core.retry import Retry
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
+from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN
+from mlops.core.topology import LABELS_TABLE, PREDICTIONS_TABLE, SNAPSHOTS_TABLE
 from mlops.ports.warehouse import Row, SnapshotRecord, SourceStatus
-from mlops.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN
-from mlops.topology import LABELS_TABLE, PREDICTIONS_TABLE, SNAPSHOTS_TABLE
 
 INSERT_RETRY = Retry(initial=0.2, maximum=2.0, timeout=20.0)
 

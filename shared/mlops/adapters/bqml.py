@@ -28,7 +28,12 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from mlops.ml.models import ModelOptions, ModelType, parse_model_options, parse_model_type
+from mlops.ml.options import (
+    ModelOptions,
+    ModelType,
+    parse_model_options,
+    parse_model_type,
+)
 from mlops.ml.split import (
     EVAL_BUCKETS,
     ROW_KEY_COLUMN,

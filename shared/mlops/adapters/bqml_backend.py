@@ -17,10 +17,10 @@ import json
 import time
 
 from mlops.adapters.bqml import create_model_sql, eval_rows_sql, evaluate_sql
-from mlops.ml.models import parse_model_options
+from mlops.core.spec import PipelineSpec
+from mlops.ml.options import parse_model_options
 from mlops.ports.trainer import Evaluation, TrainedArtifact
 from mlops.ports.warehouse import Warehouse
-from mlops.spec import PipelineSpec
 
 BQ_SCHEME = "bq://"
 

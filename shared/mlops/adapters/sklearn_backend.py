@@ -1,6 +1,6 @@
 """TrainerBackend on scikit-learn: BigQuery ML's model family, trained where the service runs.
 
-Reads the snapshot from the warehouse, trains with `mlops.ml.models` (same model types, option and
+Reads the snapshot from the warehouse, trains with `mlops.ml.training` (same model types, option and
 metric names as BigQuery ML), and keeps the artifact in Cloud Storage as a skops archive that loads
 without executing code from the bucket, verified against its sha256 before use.
 """
@@ -11,13 +11,14 @@ import json
 import threading
 from collections import OrderedDict
 
+from mlops.core.spec import ROW_ID_COLUMN, PipelineSpec
 from mlops.ml.artifact import checksum, dumps_model, loads_model
 from mlops.ml.metrics import evaluate
-from mlops.ml.models import parse_model_options, split_for, train
+from mlops.ml.options import parse_model_options
+from mlops.ml.training import split_for, train
 from mlops.ports.blobs import BlobStore
 from mlops.ports.trainer import Evaluation, TrainedArtifact
 from mlops.ports.warehouse import Warehouse
-from mlops.spec import ROW_ID_COLUMN, PipelineSpec
 
 ARTIFACT_FILE = "model.zip"
 CACHED_SNAPSHOTS = 4

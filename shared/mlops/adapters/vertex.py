@@ -31,7 +31,7 @@ from google.cloud.aiplatform_v1.types import ListModelVersionsRequest
 from google.cloud.aiplatform_v1.types import Model as GapicModel
 from google.protobuf import field_mask_pb2
 
-from mlops.ports.registry import Deployment, DeployedModel, ModelVersion, NotFoundError
+from mlops.ports.registry import DeployedModel, Deployment, ModelVersion, NotFoundError
 
 # Vertex label rules: keys start with a lowercase letter; keys and values are at most 63 characters
 # of [a-z0-9_-] (Vertex also allows international letters; we keep to ASCII so ids stay portable).

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlops.cli.context import CliContext
+from mlops.ops.context import CliContext
 from mlops.stack.supervisor import DEFAULT_DATA_DIR
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -123,8 +123,9 @@ def topology(tfvars: Annotated[bool, typer.Option("--tfvars", help="Terraform va
 @pipeline_app.command("apply")
 def pipeline_apply(spec_file: Path, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Validate a pipeline spec (YAML) and store it where every service reads it."""
-    from mlops.ml.models import ModelOptionsError, parse_model_options
-    from mlops.spec import SpecError, load_spec
+    from mlops.core.spec import SpecError, load_spec
+    from mlops.ml.errors import ModelOptionsError
+    from mlops.ml.options import parse_model_options
 
     try:
         spec = load_spec(spec_file)
@@ -149,8 +150,8 @@ def ingest(pipeline: PipelineOpt, csv_file: Annotated[Path, typer.Option("--csv"
            tick: Annotated[bool, typer.Option(help="Tell the data-watcher data landed.")] = True,
            data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Append CSV rows to a pipeline's source table (or late labels), then nudge the data-watcher."""
-    from mlops.ingest import IngestError, ingest_labels, ingest_rows, read_csv
-    from mlops.specstore import UnknownPipeline
+    from mlops.ops.ingest import IngestError, ingest_labels, ingest_rows, read_csv
+    from mlops.ports.specs import UnknownPipeline
 
     ctx = CliContext(data_dir)
     try:
@@ -166,7 +167,7 @@ def ingest(pipeline: PipelineOpt, csv_file: Annotated[Path, typer.Option("--csv"
 
 
 def _publish_tick(ctx: CliContext, pipeline: str | None, reason: str) -> str:
-    from mlops.events import WatchTick
+    from mlops.core.events import WatchTick
 
     return ctx.bus.publish_payload(WatchTick.EVENT_TYPE, WatchTick(pipeline=pipeline, reason=reason).model_dump(), "cli")
 
@@ -183,7 +184,7 @@ def trigger(pipeline: Annotated[Optional[str], typer.Option("--pipeline", "-p", 
 def models(pipeline: Annotated[Optional[str], typer.Option("--pipeline", "-p")] = None,
            data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False) -> None:
     """Every registered version: aliases, status, metrics, data snapshot, created time."""
-    from mlops.reports import model_versions
+    from mlops.ops.reports import model_versions
 
     ctx = CliContext(data_dir)
     names = [pipeline] if pipeline else ctx.specs.names()
@@ -225,7 +226,7 @@ def events(run: Annotated[Optional[str], typer.Option("--run")] = None,
            limit: Annotated[int, typer.Option(help="At most this many.")] = 200,
            data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False) -> None:
     """Archived events, newest first."""
-    from mlops.archive import query_events
+    from mlops.ops.archive import query_events
 
     found = query_events(CliContext(data_dir).warehouse, run_id=run, event_type=event_type, since=since, limit=limit)
     if as_json:
@@ -244,8 +245,14 @@ def replay(event_id: Annotated[Optional[str], typer.Option("--event", help="ce-i
            dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; send nothing.")] = False,
            data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Re-publish an archived event as a new one (`replay_of` = the original), to rerun a stage or a run."""
-    from mlops.events import EventValidationError
-    from mlops.replay import ReplayError, find_event, plan_replay, publish, stage_input
+    from mlops.core.events import EventValidationError
+    from mlops.ops.replay import (
+        ReplayError,
+        find_event,
+        plan_replay,
+        publish,
+        stage_input,
+    )
 
     if bool(event_id) == bool(run):
         _fail("give either --event ID, or --run RUN with --from-stage STAGE", 2)
@@ -265,7 +272,7 @@ def replay(event_id: Annotated[Optional[str], typer.Option("--event", help="ce-i
 @app.command()
 def lineage(pipeline: str, version: str, data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False) -> None:
     """From a model version back to its data snapshot, params, evaluation, deployments and code versions."""
-    from mlops.lineage import lineage as build_lineage
+    from mlops.ops.lineage import lineage as build_lineage
     from mlops.ports.registry import NotFoundError
 
     ctx = CliContext(data_dir)
@@ -284,7 +291,7 @@ def demo(data_dir: DataDir = DEFAULT_DATA_DIR,
          keep: Annotated[bool, typer.Option("--keep", help="Leave the stack running afterwards.")] = False,
          as_json: JsonFlag = False) -> None:
     """Play a real dataset into BigQuery in batches and watch the loop retrain, gate, register and deploy."""
-    from mlops.demo import run_demo
+    from mlops.ops.demo import run_demo
 
     summary = run_demo(data_dir, keep=keep, console=console)
     if as_json:

@@ -28,7 +28,9 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from mlops.ml.drift import DriftReference
-from mlops.ml.models import FeatureKind, FeatureSpec, ModelType, TrainedModel, TrainingSummary, parse_model_options
+from mlops.ml.features import FeatureKind, FeatureSpec
+from mlops.ml.model import TrainedModel, TrainingSummary
+from mlops.ml.options import ModelType, parse_model_options
 
 ARTIFACT_FORMAT = "mlops-model"
 ARTIFACT_FORMAT_VERSION = 1

@@ -75,7 +75,9 @@ def _abalone() -> DemoDataset:
 
 
 def _breast_cancer() -> DemoDataset:
-    from sklearn.datasets import load_breast_cancer  # bundled on disk with scikit-learn, no download
+    from sklearn.datasets import (
+        load_breast_cancer,  # bundled on disk with scikit-learn, no download
+    )
 
     bunch = load_breast_cancer()
     names = [str(name).replace(" ", "_") for name in bunch.feature_names]

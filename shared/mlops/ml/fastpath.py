@@ -6,7 +6,7 @@ arithmetic itself is tiny: impute, standardize, one-hot, then a dot product or a
 trees. `compile_model` reads those fitted parameters out of the pipeline once, at load time, and
 evaluates them in plain numpy/Python (tens of microseconds a row).
 
-It only compiles what it recognizes exactly (the pipeline `mlops.ml.models` builds, with a linear
+It only compiles what it recognizes exactly (the pipeline `mlops.ml.training` builds, with a linear
 model or a histogram gradient-boosting model); anything else returns None and the caller serves the
 scikit-learn pipeline as it is. `tests/unit/test_ml_fastpath.py` checks that both give the same
 predictions and scores on real data for every model type.
@@ -21,13 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from mlops.ml.models import (
-    BINARY_THRESHOLD,
-    FeatureKind,
-    InvalidInstancesError,
-    TrainedModel,
-    feature_matrix,
-)
+from mlops.ml.errors import InvalidInstancesError
+from mlops.ml.features import FeatureKind, feature_matrix
+from mlops.ml.model import TrainedModel
+from mlops.ml.options import BINARY_THRESHOLD
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlops.ml.models import BINARY_THRESHOLD
+from mlops.ml.options import BINARY_THRESHOLD
 
 if TYPE_CHECKING:
-    from mlops.ml.models import TrainedModel
+    from mlops.ml.model import TrainedModel
 
 CLASSIFIER_METRICS = ("precision", "recall", "accuracy", "f1_score", "log_loss", "roc_auc")
 REGRESSOR_METRICS = ("mean_absolute_error", "mean_squared_error", "mean_squared_log_error",

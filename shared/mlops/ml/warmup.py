@@ -11,8 +11,8 @@ from __future__ import annotations
 from mlops.ml.artifact import checksum, dumps_model, loads_model
 from mlops.ml.fastpath import compile_model
 from mlops.ml.metrics import evaluate
-from mlops.ml.models import train
 from mlops.ml.split import ROW_KEY_COLUMN
+from mlops.ml.training import train
 
 _MODELS = (("LOGISTIC_REG", {"max_iterations": 2}), ("BOOSTED_TREE_CLASSIFIER", {"max_iterations": 2}),
            ("LINEAR_REG", {}))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from mlops.spec import PipelineSpec
+from mlops.core.spec import PipelineSpec
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.subscriber.message import Message
 from google.cloud.pubsub_v1.types import FlowControl
 
-from mlops.topology import ALL_TOPICS, EVENTS_TABLE, archive_subscription
+from mlops.core.topology import ALL_TOPICS, EVENTS_TABLE, archive_subscription
 
 log = structlog.get_logger("archiver")
 
@@ -98,8 +98,8 @@ class Archiver:
 
 def main() -> None:
     from mlops import runtime
-    from mlops.log import configure_logging
-    from mlops.settings import CommonSettings, load_settings
+    from mlops.core.log import configure_logging
+    from mlops.core.settings import CommonSettings, load_settings
 
     settings = load_settings(CommonSettings, "archiver")
     configure_logging("archiver", settings.log_level)

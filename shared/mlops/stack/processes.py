@@ -22,9 +22,9 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from typing import NoReturn
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 DEFAULT_GRACE_SECONDS = 5.0
 _POLL_SECONDS = 0.05

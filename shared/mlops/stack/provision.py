@@ -16,9 +16,16 @@ from google.cloud import pubsub_v1
 from google.protobuf.duration_pb2 import Duration
 from google.pubsub_v1.types import Encoding, Schema
 
-from mlops.events.catalog import schema_text
-from mlops.topology import (
-    ALL_TOPICS, DEAD_LETTER_TOPIC, EVENT_TOPICS, PUSH_PATH, SERVICES, TABLES, DeliveryPolicy, archive_subscription,
+from mlops.core.events.catalog import schema_text
+from mlops.core.topology import (
+    ALL_TOPICS,
+    DEAD_LETTER_TOPIC,
+    EVENT_TOPICS,
+    PUSH_PATH,
+    SERVICES,
+    TABLES,
+    DeliveryPolicy,
+    archive_subscription,
     push_subscription,
 )
 
@@ -95,6 +102,6 @@ def _create(create, request: dict) -> None:
 
 
 def tfvars_json() -> str:
-    from mlops.topology import as_tfvars
+    from mlops.core.topology import as_tfvars
 
     return json.dumps(as_tfvars(), indent=2, sort_keys=True) + "\n"

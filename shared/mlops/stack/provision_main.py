@@ -24,8 +24,8 @@ from collections.abc import Mapping
 
 import structlog
 
+from mlops.core.topology import SERVICES
 from mlops.stack.processes import http_ok
-from mlops.topology import SERVICES
 
 log = structlog.get_logger("provision")
 
@@ -77,8 +77,12 @@ def wait_until_answering(probes: Mapping[str, str], timeout_s: float, every_s: f
 
 def provision_all(environ: Mapping[str, str], wait_s: float) -> dict[str, str]:
     from mlops import runtime
-    from mlops.settings import CommonSettings, load_settings
-    from mlops.stack.provision import provision_bigquery, provision_pubsub, provision_storage
+    from mlops.core.settings import CommonSettings, load_settings
+    from mlops.stack.provision import (
+        provision_bigquery,
+        provision_pubsub,
+        provision_storage,
+    )
 
     settings = load_settings(CommonSettings, "provision", dict(environ))
     wait_until_answering(emulator_probes(environ, settings.project), wait_s)
@@ -93,7 +97,7 @@ def provision_all(environ: Mapping[str, str], wait_s: float) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     import os
 
-    from mlops.log import configure_logging
+    from mlops.core.log import configure_logging
 
     parser = argparse.ArgumentParser(prog="python -m mlops.stack.provision_main", description=__doc__.split("\n")[0])
     parser.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the emulators (default 120)")

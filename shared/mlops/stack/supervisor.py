@@ -18,11 +18,24 @@ from typing import Any
 
 import structlog
 
+from mlops.core.topology import SERVICES
 from mlops.stack.emulators import (
-    DEFAULT_PROJECT, HOST, BigQueryEmulator, Emulator, PubSubEmulator, StorageEmulator, start_emulators,
+    DEFAULT_PROJECT,
+    HOST,
+    BigQueryEmulator,
+    Emulator,
+    PubSubEmulator,
+    StorageEmulator,
+    start_emulators,
 )
-from mlops.stack.processes import ManagedProcess, free_port, http_ok, launch, pid_alive, stop_pid
-from mlops.topology import SERVICES
+from mlops.stack.processes import (
+    ManagedProcess,
+    free_port,
+    http_ok,
+    launch,
+    pid_alive,
+    stop_pid,
+)
 
 log = structlog.get_logger("stack")
 
@@ -201,7 +214,7 @@ class Stack:
 
     def _provision_storage_and_warehouse(self, state: StackState) -> None:
         from mlops import runtime
-        from mlops.settings import CommonSettings, load_settings
+        from mlops.core.settings import CommonSettings, load_settings
         from mlops.stack.provision import provision_bigquery, provision_storage
 
         self._client_env(state)

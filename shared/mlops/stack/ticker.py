@@ -11,8 +11,8 @@ import time
 
 import structlog
 
-from mlops.bus.publisher import new_envelope
-from mlops.events import WatchTick
+from mlops.core.events import WatchTick
+from mlops.core.events.envelope import new_envelope
 
 log = structlog.get_logger("ticker")
 LOOK_EVERY_S = 1.0
@@ -36,8 +36,8 @@ def run(bus, specs, stop: threading.Event) -> None:
 
 def main() -> None:
     from mlops import runtime
-    from mlops.log import configure_logging
-    from mlops.settings import CommonSettings, load_settings
+    from mlops.core.log import configure_logging
+    from mlops.core.settings import CommonSettings, load_settings
 
     settings = load_settings(CommonSettings, "ticker")
     configure_logging("ticker", settings.log_level)

@@ -33,11 +33,11 @@ import copy
 import json
 import logging
 import os
-import time
 import random
 import re
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable

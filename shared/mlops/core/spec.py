@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 MODEL_TYPES = ("LOGISTIC_REG", "LINEAR_REG", "BOOSTED_TREE_CLASSIFIER", "BOOSTED_TREE_REGRESSOR")
 NAME_PATTERN = r"^[a-z][a-z0-9-]{1,40}[a-z0-9]$"

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlops.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN, PipelineSpec
-from mlops.topology import LABELS_TABLE
+from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN, PipelineSpec
+from mlops.core.topology import LABELS_TABLE
 
 BATCH_ROWS = 500
 

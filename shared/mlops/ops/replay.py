@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mlops.archive import ArchivedEvent, query_events
-from mlops.bus.publisher import EventBus, new_envelope
-from mlops.events import Envelope, Event, decode, encode
-from mlops.topology import SERVICES_BY_NAME
+from mlops.core.events import Envelope, Event, decode, encode
+from mlops.core.events.envelope import new_envelope
+from mlops.core.topology import SERVICES_BY_NAME
+from mlops.ops.archive import ArchivedEvent, query_events
+from mlops.ports.bus import EventBus
 
 REPLAY_SOURCE = "replay"
 

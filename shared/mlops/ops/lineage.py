@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops.archive import ArchivedEvent, query_events
-from mlops.registry_meta import VersionMeta
-from mlops.topology import SNAPSHOTS_TABLE
+from mlops.core.topology import SNAPSHOTS_TABLE
+from mlops.ops.archive import ArchivedEvent, query_events
+from mlops.ports.registry import VersionMeta
 
 
 def _stage(event: ArchivedEvent) -> dict[str, Any]:

@@ -1,79 +1,14 @@
-"""In-memory adapters of the ports, for pure unit tests only (never used by a running service).
-
-The contract suites in tests/contract run the same cases against these and the emulator-backed
-adapters, so a behaviour a unit test relies on here is one the real adapters have too.
-"""
+"""The warehouse in memory: tables as lists of rows, with the loop's queries written in Python."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mlops.events import Envelope, Event, encode
-from mlops.ports.blobs import BlobNotFound, split_uri
+from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN
 from mlops.ports.warehouse import Row, SnapshotRecord, SourceStatus
-from mlops.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN
-
-
-def _done(value: str) -> Future[str]:
-    future: Future[str] = Future()
-    future.set_result(value)
-    return future
-
-
-@dataclass
-class Published:
-    topic: str
-    data: bytes
-    attributes: dict[str, str]
-    event: Event | None = None
-
-
-@dataclass
-class InMemoryEventBus:
-    messages: list[Published] = field(default_factory=list)
-    fail_with: Exception | None = None
-
-    def publish(self, event: Event, envelope: Envelope) -> Future[str]:
-        future = self.publish_raw(event.EVENT_TYPE, encode(event), envelope.to_attributes())
-        self.messages[-1].event = event
-        return future
-
-    def publish_raw(self, topic_id: str, data: bytes, attributes: dict[str, str]) -> Future[str]:
-        if self.fail_with is not None:
-            raise self.fail_with
-        self.messages.append(Published(topic_id, data, dict(attributes)))
-        return _done(str(len(self.messages)))
-
-    def on(self, topic: str) -> list[Published]:
-        return [m for m in self.messages if m.topic == topic]
-
-
-class InMemoryBlobStore:
-    def __init__(self, bucket: str = "test-bucket"):
-        self.bucket = bucket
-        self.blobs: dict[tuple[str, str], bytes] = {}
-
-    def put(self, path: str, data: bytes, content_type: str = "application/octet-stream") -> str:
-        bucket, name = split_uri(path, self.bucket)
-        self.blobs[(bucket, name)] = data
-        return f"gs://{bucket}/{name}"
-
-    def get(self, uri_or_path: str) -> bytes:
-        try:
-            return self.blobs[split_uri(uri_or_path, self.bucket)]
-        except KeyError:
-            raise BlobNotFound(uri_or_path) from None
-
-    def exists(self, uri_or_path: str) -> bool:
-        return split_uri(uri_or_path, self.bucket) in self.blobs
-
-    def list(self, prefix: str) -> list[str]:
-        return sorted(name for bucket, name in self.blobs if bucket == self.bucket and name.startswith(prefix))
 
 
 def _ts(value: Any) -> datetime:

@@ -1,8 +1,14 @@
 """Typed events, their envelope and their wire format."""
 
-from mlops.events.codec import EventValidationError, build, decode, encode, event_class
-from mlops.events.envelope import Envelope, EnvelopeError
-from mlops.events.types import (
+from mlops.core.events.codec import (
+    EventValidationError,
+    build,
+    decode,
+    encode,
+    event_class,
+)
+from mlops.core.events.envelope import Envelope, EnvelopeError
+from mlops.core.events.types import (
     EVENT_CLASSES,
     EVENTS_BY_TYPE,
     DataReady,

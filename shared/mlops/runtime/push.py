@@ -29,21 +29,24 @@ from typing import Any
 import structlog
 from flask import Flask, Response, jsonify, request
 
-from mlops.bus.publisher import EventBus
-from mlops.events import Envelope, EnvelopeError, Event, EventValidationError, StageFailed, decode
-from mlops.events.catalog import dataschema_uri
-from mlops.events.envelope import new_id, now_rfc3339, source_of
-from mlops.log import trace_from_header
+from mlops.core.errors import PermanentError
+from mlops.core.events import (
+    Envelope,
+    EnvelopeError,
+    Event,
+    EventValidationError,
+    StageFailed,
+    decode,
+)
+from mlops.core.events.envelope import new_envelope
+from mlops.core.log import trace_from_header
+from mlops.ports.bus import EventBus
 from mlops.ports.metrics import MetricsSink, NullMetrics
 
 log = structlog.get_logger("push")
 
 OUTPUT_ID_NAMESPACE = uuid.UUID("6f1b7e2a-3c84-4d1e-9a57-0b5e8a1c2d3f")
 PUBLISH_TIMEOUT_S = 30.0
-
-
-class PermanentError(Exception):
-    """The input can never succeed, however often it is retried: dead-letter it now."""
 
 
 Handler = Callable[[Event, Envelope], Sequence[Event]]
@@ -112,19 +115,15 @@ class PushEndpoint:
         envelopes = []
         for index, event in enumerate(events):
             seed = f"{incoming.id}/{self.service}/{index}"
-            envelope = Envelope(
+            envelopes.append(new_envelope(
+                event, self.service,
                 id=str(uuid.uuid5(OUTPUT_ID_NAMESPACE, seed)),
-                type=event.EVENT_TYPE,
-                source=source_of(self.service),
-                time=now_rfc3339(),
-                dataschema=dataschema_uri(event.EVENT_TYPE),
                 run_id=str(uuid.uuid5(OUTPUT_ID_NAMESPACE, seed + "/run")) if starts_run else incoming.run_id,
                 causation_id=incoming.id,
                 replay_of=incoming.replay_of,
                 pipeline=getattr(event, "pipeline", None) or incoming.pipeline,
                 code_version=self.code_version,
-            )
-            envelopes.append(envelope)
+            ))
         return envelopes
 
     def handle_message(self, message: dict[str, Any], subscription: str) -> tuple[int, dict[str, Any]]:
@@ -222,11 +221,8 @@ class PushEndpoint:
             pipeline=pipeline or None,
             message_id=message_id or None,
         )
-        envelope = Envelope(
-            id=new_id(), type=failure.EVENT_TYPE, source=source_of(self.service), time=now_rfc3339(),
-            dataschema=dataschema_uri(failure.EVENT_TYPE), run_id=run_id or new_id(), causation_id=event_id,
-            pipeline=pipeline or "",
-        )
+        envelope = new_envelope(failure, self.service, run_id=run_id or None, causation_id=event_id,
+                                pipeline=pipeline or "")
         try:
             self.bus.publish(failure, envelope).result(timeout=PUBLISH_TIMEOUT_S)
         except Exception as publish_error:  # noqa: BLE001

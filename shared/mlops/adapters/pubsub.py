@@ -1,4 +1,4 @@
-"""Publishing typed events to Pub/Sub: validate, encode, attach the envelope, send.
+"""The event-bus port on Pub/Sub (or its emulator): validate, encode, attach the envelope, send.
 
 A payload that does not fit its schema never leaves the process: `publish_payload` lists every
 problem at once (`EventValidationError`). Pub/Sub (and the emulator) check the schema again at the
@@ -8,40 +8,17 @@ topic, so a client that bypasses this still cannot put a bad event on the bus.
 from __future__ import annotations
 
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import Any
 
 from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.types import BatchSettings
 
-from mlops.events import Envelope, Event, build, encode
-from mlops.events.catalog import dataschema_uri
-from mlops.events.envelope import new_id, now_rfc3339, source_of
+from mlops.core.events import Envelope, Event, build, encode
+from mlops.core.events.envelope import new_envelope
 
 
 def topic_path(project: str, topic_id: str) -> str:
     return f"projects/{project}/topics/{topic_id}"
-
-
-class EventBus(Protocol):
-    """The port every service publishes through."""
-
-    def publish(self, event: Event, envelope: Envelope) -> Future[str]: ...
-
-    def publish_raw(self, topic_id: str, data: bytes, attributes: dict[str, str]) -> Future[str]: ...
-
-
-def new_envelope(event: Event, service: str, run_id: str | None = None, **links: str) -> Envelope:
-    """The envelope of an event that starts from nothing (a tick, a CLI command, a replay)."""
-    return Envelope(
-        id=new_id(),
-        type=event.EVENT_TYPE,
-        source=source_of(service),
-        time=now_rfc3339(),
-        dataschema=dataschema_uri(event.EVENT_TYPE),
-        run_id=run_id or new_id(),
-        pipeline=getattr(event, "pipeline", None) or "",
-        **links,
-    )
 
 
 class PubSubEventBus:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from mlops.settings import CommonSettings, load_settings
+from mlops.core.settings import CommonSettings, load_settings
 from mlops.stack.supervisor import DEFAULT_DATA_DIR, Stack, StackState
 
 
@@ -53,7 +53,7 @@ class CliContext:
 
     @cached_property
     def specs(self):
-        from mlops.specstore import SpecStore
+        from mlops.ports.specs import SpecStore
 
         return SpecStore(self.blobs, cache_seconds=0)
 

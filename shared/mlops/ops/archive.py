@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from mlops.topology import EVENTS_TABLE
+from mlops.core.topology import EVENTS_TABLE
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class ArchivedEvent:
 
     def payload(self) -> dict[str, Any]:
         """The payload as plain JSON values, read through today's schema (so older events are upcast)."""
-        from mlops.events import EventValidationError, decode
+        from mlops.core.events import EventValidationError, decode
 
         try:
             return decode(self.type, self.data.encode("utf-8")).model_dump(mode="json")
@@ -64,7 +64,7 @@ def query_events(warehouse, run_id: str | None = None, event_type: str | None = 
     """Archived events, newest first, one per ce-id (or per message for dead letters without one)."""
     clauses, params = [], {}
     if since:
-        from mlops.events.envelope import parse_time
+        from mlops.core.events.envelope import parse_time
 
         clauses.append("publish_time >= @since")
         params["since"] = parse_time(since)

@@ -19,7 +19,7 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
-from mlops.spec import PipelineSpec, parse_spec
+from mlops.core.spec import PipelineSpec, parse_spec
 
 DEMO_BATCHES = (800, 400, 500, 700, 900, 577)
 # The last rows are never landed as data: they are the production traffic, and half of them get
@@ -122,7 +122,7 @@ class LoopWatcher:
             return [rid for rid in pool.map(one, enumerate(rows)) if rid]
 
     def logged(self, request_ids: Sequence[str]) -> int:
-        from mlops.topology import PREDICTIONS_TABLE
+        from mlops.core.topology import PREDICTIONS_TABLE
 
         rows = self.ctx.warehouse.query(
             f"SELECT COUNT(DISTINCT request_id) AS n FROM `{self.ctx.warehouse.qualified(PREDICTIONS_TABLE)}` "
@@ -131,11 +131,11 @@ class LoopWatcher:
 
 
 def run_demo(data_dir: Path, keep: bool = False, console: Console | None = None) -> dict[str, Any]:
-    from mlops.cli.context import CliContext
-    from mlops.events import WatchTick
-    from mlops.ingest import ingest_labels, ingest_rows
+    from mlops.core.events import WatchTick
     from mlops.ml.datasets import load_demo_dataset
-    from mlops.registry_meta import VersionMeta
+    from mlops.ops.context import CliContext
+    from mlops.ops.ingest import ingest_labels, ingest_rows
+    from mlops.ports.registry import VersionMeta
     from mlops.stack.supervisor import Stack
 
     console = console or Console(stderr=True)

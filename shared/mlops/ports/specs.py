@@ -9,10 +9,9 @@ from __future__ import annotations
 import threading
 import time
 
+from mlops.core.layout import SPEC_PREFIX, spec_path
+from mlops.core.spec import PipelineSpec, parse_spec
 from mlops.ports.blobs import BlobNotFound, BlobStore
-from mlops.spec import PipelineSpec, parse_spec
-
-SPEC_PREFIX = "specs/"
 
 
 class UnknownPipeline(KeyError):
@@ -27,7 +26,7 @@ class SpecStore:
         self._lock = threading.Lock()
 
     def put(self, spec: PipelineSpec) -> str:
-        uri = self._blobs.put(f"{SPEC_PREFIX}{spec.name}.yaml", spec.to_yaml().encode(), "application/yaml")
+        uri = self._blobs.put(spec_path(spec.name), spec.to_yaml().encode(), "application/yaml")
         with self._lock:
             self._cache.pop(spec.name, None)
         return uri
@@ -37,7 +36,7 @@ class SpecStore:
             cached = self._cache.get(name)
         if cached and time.monotonic() - cached[0] < self._cache_seconds:
             return cached[1]
-        path = f"{SPEC_PREFIX}{name}.yaml"
+        path = spec_path(name)
         try:
             spec = parse_spec(self._blobs.get(path).decode("utf-8"), path)
         except BlobNotFound:

@@ -7,8 +7,8 @@ service image installs only the client libraries of the ports it uses (pyproject
 
 from __future__ import annotations
 
-from mlops.bus.publisher import PubSubEventBus
-from mlops.settings import CommonSettings
+from mlops.adapters.pubsub import PubSubEventBus
+from mlops.core.settings import CommonSettings
 
 
 def event_bus(settings: CommonSettings) -> PubSubEventBus:
@@ -29,7 +29,7 @@ def blob_store(settings: CommonSettings):  # -> GcsBlobStore
 
 
 def spec_store(settings: CommonSettings):  # -> SpecStore
-    from mlops.specstore import SpecStore
+    from mlops.ports.specs import SpecStore
 
     return SpecStore(blob_store(settings))
 
@@ -49,7 +49,7 @@ def model_endpoint(settings: CommonSettings):  # -> VertexEndpoint
 def trainer_backend(settings):  # settings: TrainingSettings -> TrainerBackend
     """The backend named by MLOPS_TRAINER_BACKEND, and the errors that make its failures permanent."""
     from mlops.ml.artifact import ArtifactError
-    from mlops.ml.models import ModelOptionsError, TrainingDataError
+    from mlops.ml.errors import ModelOptionsError, TrainingDataError
     from mlops.ml.split import SplitError
 
     permanent = (ModelOptionsError, TrainingDataError, SplitError, ArtifactError)
@@ -75,7 +75,7 @@ def metrics_sink(settings: CommonSettings):  # -> MetricsSink
 def push_app(settings: CommonSettings, routes, *, bus=None, metrics=None, health=None):  # -> Flask
     """A service's push endpoint, wired the same way for every service: its bus, the dead-letter
     topic, its code version (for lineage) and its metrics sink."""
-    from mlops.bus.push import PushEndpoint, create_push_app
+    from mlops.runtime.push import PushEndpoint, create_push_app
 
     endpoint = PushEndpoint(
         service=settings.service, project=settings.project, bus=bus or event_bus(settings), routes=routes,

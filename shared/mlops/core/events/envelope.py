@@ -10,6 +10,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from mlops.core.events.catalog import dataschema_uri
+
+if TYPE_CHECKING:
+    from mlops.core.events.types import Event
 
 SPEC_VERSION = "1.0"
 SOURCE_PREFIX = "//mlops/services/"
@@ -102,19 +108,6 @@ class Envelope:
             extra={k: v for k, v in attributes.items() if k not in known},
         )
 
-    def caused(self, event_type: str, dataschema: str, source: str, pipeline: str = "") -> Envelope:
-        """The envelope of an event this one caused: same run, linked by `causation_id`."""
-        return Envelope(
-            id=new_id(),
-            type=event_type,
-            source=source,
-            time=now_rfc3339(),
-            dataschema=dataschema,
-            run_id=self.run_id,
-            causation_id=self.id,
-            pipeline=pipeline or self.pipeline,
-        )
-
     def with_changes(self, **changes: str) -> Envelope:
         return replace(self, **changes)
 
@@ -124,3 +117,25 @@ REQUIRED_ATTRIBUTES = ("ce-id", "ce-type", "ce-source", "ce-time", "ce-specversi
 
 def source_of(service: str) -> str:
     return SOURCE_PREFIX + service
+
+
+def new_envelope(event: Event, service: str, *, id: str | None = None, run_id: str | None = None,
+                 causation_id: str = "", replay_of: str = "", pipeline: str | None = None,
+                 code_version: str = "") -> Envelope:
+    """The envelope of `event` as published by `service`: the one place an envelope is made.
+
+    An event that starts from nothing (a tick, a CLI command, a replay) gets a new id and a new run;
+    a stage's output passes the id derived from its input, the input's run and `causation_id`.
+    """
+    return Envelope(
+        id=id or new_id(),
+        type=event.EVENT_TYPE,
+        source=source_of(service),
+        time=now_rfc3339(),
+        dataschema=dataschema_uri(event.EVENT_TYPE),
+        run_id=run_id or new_id(),
+        causation_id=causation_id,
+        replay_of=replay_of,
+        pipeline=(getattr(event, "pipeline", None) or "") if pipeline is None else pipeline,
+        code_version=code_version,
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops.registry_meta import VersionMeta
+from mlops.ports.registry import VersionMeta
 
 
 def model_versions(registry, pipeline: str) -> list[dict[str, Any]]:

@@ -16,8 +16,8 @@ from typing import Any
 from fastavro import json_reader, json_writer
 from pydantic import ValidationError
 
-from mlops.events.catalog import parsed_schema, schema_json
-from mlops.events.types import EVENTS_BY_TYPE, Event, PredictionMade
+from mlops.core.events.catalog import parsed_schema, schema_json
+from mlops.core.events.types import EVENTS_BY_TYPE, Event, PredictionMade
 
 
 class EventValidationError(ValueError):

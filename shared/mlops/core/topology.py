@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mlops.events.types import EVENT_CLASSES
+from mlops.core.events.types import EVENT_CLASSES
 
 DEAD_LETTER_TOPIC = "mlops.dead-letter"
 ARCHIVE_SUFFIX = "--archive"
