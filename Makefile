@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-unit test-integration demo bench compose-check clean
+.PHONY: install lint test test-unit test-integration demo bench compose-check clean
 
 install: $(STAMP)
 
@@ -15,7 +15,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/mlops doctor --install
 	touch $(STAMP)
 
-test: install
+# Each service's package lives in services/<name>/; the import contracts need them importable.
+SERVICE_PATH := $(subst $(eval) ,:,$(wildcard services/*))
+
+# The architecture and the types, checked before any test runs: layer contracts (pyproject.toml
+# [tool.importlinter]), mypy (strict on the core and the ports), ruff.
+lint: install
+	PYTHONPATH=$(SERVICE_PATH) $(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
+	$(BIN)/ruff check shared services tests bench
+
+test: lint
 	$(BIN)/pytest -q
 
 test-unit: install

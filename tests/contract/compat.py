@@ -1,223 +1,167 @@
-"""Backward compatibility of Avro schemas: can a reader with the new schema read the old data?
+"""Can two versions of an Avro schema stand in for each other? Avro's own checker decides.
 
-Two independent checks, both used by `test_schema_compatibility.py`:
+Used by `test_schema_compatibility.py`:
 
-- `compatibility_problems(old, new)`: structural, by Avro's schema-resolution rules, plus this
-  project's rule that a field may only be removed if it had a default (so an old reader, e.g. a
-  service not yet redeployed, can still read what the new writer sends).
+- `compatibility_problems(old, new)`: the `avro` package's `ReaderWriterCompatibilityChecker` (the
+  Python port of Java's `SchemaCompatibility`), run both ways:
+  - backward, in full: the new schema, as reader, must read anything the old one wrote. This is the
+    project's rule (DESIGN.md): archived events are replayed and decoded with today's schema, and a
+    redeployed consumer reads what is still in flight.
+  - forward, one rule only: a field may only be removed if it had a default, or a consumer not yet
+    redeployed (still on the old schema) fails on every new message. The rest of forward
+    compatibility is deliberately not required: it would forbid the widenings the project accepts
+    (int -> long, a required field made optional, a new union branch), which an old reader cannot
+    follow; they are safe because consumers are redeployed before producers write the wider type.
+    `forward_problems(old, new)` is the full forward check, for the tests that show the difference.
 - `read_old_with_new(old, new, record)`: the real thing with fastavro: encode `record` with the old
-  schema, decode it with the new one as reader schema.
+  schema, decode it with the new one as reader. It also catches what the checker does not look at:
+  a default that does not fit its field's type.
 
 `sample_records(schema)` makes data for a schema without knowing its meaning: one record with every
-optional value present (one item in every array and map), one with every optional value null and
-every container empty.
+optional value present (one item in every array and map, an enum's first symbol), one with every
+optional value null, every container empty and an enum's last symbol.
 """
 
 from __future__ import annotations
 
 import copy
 import io
+import json
+from dataclasses import dataclass
 from typing import Any
 
+import avro.schema
+from avro.compatibility import (
+    CompatibleResult,
+    ReaderWriterCompatibilityChecker,
+    SchemaCompatibilityResult,
+    SchemaCompatibilityType,
+    merge,
+)
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-PRIMITIVE_TYPES = ("null", "boolean", "int", "long", "float", "double", "bytes", "string")
-# Avro's promotions: a writer's type (key) may be read as any of these reader types.
-PROMOTIONS: dict[str, set[str]] = {
-    "int": {"long", "float", "double"},
-    "long": {"float", "double"},
-    "float": {"double"},
-    "string": {"bytes"},
-    "bytes": {"string"},
-}
+Schema = dict[str, Any]  # a schema as its JSON
 
-Schema = Any
-
-
-def _fullname(schema: dict, namespace: str | None) -> str:
-    name = schema["name"]
-    if "." in name:
-        return name
-    space = schema.get("namespace", namespace)
-    return f"{space}.{name}" if space else name
+ADDED = "added without a default (data written before it cannot be read)"
+REMOVED = "removed, and it had no default (readers on the old schema cannot read new data)"
+TYPE_CHANGED = "type changed"
+# Why avro flags a location, by its last step. A location ending in "fields/<i>" is a field the reader
+# needs and the writer lacks; in "<type>/<i>", a branch of the writer's union that the reader's union
+# cannot read; any other, a type the reader cannot read.
+WHY_BY_LAST_STEP = {"name": "renamed without an alias", "size": "fixed size changed",
+                    "symbols": "enum lost symbols and has no default"}
 
 
-def named_types(schema: Schema, namespace: str | None = None, found: dict[str, dict] | None = None) -> dict[str, dict]:
-    """Every named type (record, enum, fixed) of a schema, by full and by short name."""
-    found = {} if found is None else found
-    if isinstance(schema, list):
-        for branch in schema:
-            named_types(branch, namespace, found)
-    elif isinstance(schema, dict):
-        kind = schema.get("type")
-        if kind in ("record", "error", "enum", "fixed"):
-            full = _fullname(schema, namespace)
-            found[full] = schema
-            found.setdefault(full.rsplit(".", 1)[-1], schema)
-            inner_namespace = full.rsplit(".", 1)[0] if "." in full else None
-            for field in schema.get("fields", []):
-                named_types(field["type"], inner_namespace, found)
-        elif kind == "array":
-            named_types(schema["items"], namespace, found)
-        elif kind == "map":
-            named_types(schema["values"], namespace, found)
-        elif isinstance(kind, (dict, list)):
-            named_types(kind, namespace, found)
-    return found
+class _Checker(ReaderWriterCompatibilityChecker):
+    """Avro's checker, except that each branch of a writer's union is checked where it sits: avro 1.12
+    checks it from the root, so a nullable field made required was reported at "/", not at the field."""
+
+    def calculate_compatibility(self, reader: avro.schema.Schema, writer: avro.schema.Schema,
+                                location: list[str]) -> SchemaCompatibilityResult:
+        if isinstance(writer, avro.schema.UnionSchema) and not isinstance(reader, avro.schema.UnionSchema):
+            result = CompatibleResult
+            for branch in writer.schemas:
+                result = merge(result, self.get_compatibility(reader, branch, location[-1], location[:-1]))
+            return result
+        return super().calculate_compatibility(reader, writer, location)
 
 
-def _resolve(schema: Schema, named: dict[str, dict]) -> Schema:
-    """A reference to a named type becomes its definition; {"type": "string"} becomes "string"."""
-    if isinstance(schema, str) and schema not in PRIMITIVE_TYPES:
-        if schema not in named:
-            raise ValueError(f"unknown named type {schema!r}")
-        return named[schema]
-    if isinstance(schema, dict) and schema.get("type") in PRIMITIVE_TYPES and len(
-            {k for k in schema if k not in ("doc", "logicalType")}) == 1:
-        return schema["type"]
-    if isinstance(schema, dict) and isinstance(schema.get("type"), (dict, list)):
-        return _resolve(schema["type"], named)
-    return schema
+def _parse(schema: Schema) -> avro.schema.Schema:
+    return avro.schema.parse(json.dumps(schema))
 
 
-def _kind(schema: Schema) -> str:
-    if isinstance(schema, list):
-        return "union"
-    if isinstance(schema, str):
-        return schema
-    return "record" if schema["type"] == "error" else schema["type"]
+@dataclass(frozen=True)
+class _Break:
+    path: str  # dotted, in the reader: "item.size", "tags[]"
+    missing_field: bool  # the reader needs a field the writer lacks (else `why` says what)
+    why: str
 
 
-def _describe(schema: Schema) -> str:
-    kind = _kind(schema)
-    if kind in ("record", "enum", "fixed"):
-        return f"{kind} {schema['name']}"
-    if kind == "union":
-        return "[" + ", ".join(_describe(b) for b in schema) + "]"
-    if kind == "array":
-        return f"array<{_describe(schema['items'])}>"
-    if kind == "map":
-        return f"map<{_describe(schema['values'])}>"
-    return kind
+def _where(reader: avro.schema.Schema, location: str) -> _Break:
+    """Avro's location, a JSON pointer into the reader ("/fields/4/type/fields/1"), as a field path."""
+    steps = [step for step in location.split("/") if step]
+    path, node = "", reader
+    for i, step in enumerate(steps):
+        if steps[i - 1:i] == ["fields"]:
+            assert isinstance(node, avro.schema.RecordSchema)
+            node = node.fields[int(step)]
+            path = f"{path}.{node.name}" if path else node.name
+        elif step == "type" and isinstance(node, avro.schema.Field):
+            node = node.type
+        elif step == "items" and isinstance(node, avro.schema.ArraySchema):
+            node, path = node.items, path + "[]"
+        elif step == "values" and isinstance(node, avro.schema.MapSchema):
+            node, path = node.values, path + "{}"
+    if steps[-2:-1] == ["fields"]:
+        return _Break(path, missing_field=True, why="")
+    return _Break(path or "<root>", missing_field=False, why=WHY_BY_LAST_STEP.get(steps[-1] if steps else "", TYPE_CHANGED))
 
 
-class _Checker:
-    def __init__(self, old: Schema, new: Schema) -> None:
-        self.old_named = named_types(old)
-        self.new_named = named_types(new)
-        self.problems: list[str] = []
-        self._seen: set[tuple[str, str]] = set()
+def _breaks(reader: Schema, writer: Schema) -> tuple[list[_Break], list[str]]:
+    """Where `reader` cannot read what `writer` wrote, and avro's messages saying why."""
+    parsed_reader = _parse(reader)
+    result = _Checker().get_compatibility(parsed_reader, _parse(writer))
+    if result.compatibility is SchemaCompatibilityType.compatible:
+        return [], []
+    # Merging a compatible sibling into a result adds that sibling's location, "/": noise unless alone.
+    breaks = [_where(parsed_reader, location) for location in sorted(result.locations - {"/"}) or ["/"]]
+    missing = {b.path.rsplit(".", 1)[-1] for b in breaks if b.missing_field}  # avro's message for those
+    return breaks, sorted(result.messages - missing)
 
-    def matches(self, old: Schema, new: Schema, path: str) -> bool:
-        """Whether old data at `path` can be read by `new`; records problems as it goes."""
-        before = len(self.problems)
-        self.check(old, new, path)
-        return len(self.problems) == before
 
-    def _quiet(self, old: Schema, new: Schema, path: str) -> bool:
-        saved = list(self.problems)
-        ok = self.matches(old, new, path)
-        self.problems = saved
-        return ok
+def _describe(breaks: list[_Break], details: list[str], missing_field: str) -> list[str]:
+    problems = [f"{b.path}: {missing_field if b.missing_field else b.why}" for b in breaks]
+    if details and len(problems) == 1:
+        problems[0] += f" ({'; '.join(details)})"
+    elif details:  # avro keeps locations and messages in two sets: which goes with which is lost
+        problems.append(f"avro's messages, in no particular order: {'; '.join(details)}")
+    return problems
 
-    def check(self, old: Schema, new: Schema, path: str) -> None:
-        old, new = _resolve(old, self.old_named), _resolve(new, self.new_named)
-        old_kind, new_kind = _kind(old), _kind(new)
-        where = path or "<root>"
-        if old_kind == "union":
-            for branch in old:  # whichever branch the old writer chose must be readable
-                self.check(branch, new, path)
-            return
-        if new_kind == "union":
-            if not any(self._quiet(old, branch, path) for branch in new):
-                self.problems.append(f"{where}: type changed from {_describe(old)} to {_describe(new)} "
-                                     f"(no branch of the new union reads the old value)")
-            return
-        if old_kind != new_kind:
-            if new_kind not in PROMOTIONS.get(old_kind, set()):
-                self.problems.append(f"{where}: type changed from {_describe(old)} to {_describe(new)}")
-            return
-        if old_kind == "array":
-            self.check(old["items"], new["items"], f"{path}[]")
-        elif old_kind == "map":
-            self.check(old["values"], new["values"], f"{path}{{}}")
-        elif old_kind == "enum":
-            missing = sorted(set(old["symbols"]) - set(new["symbols"]))
-            if missing and "default" not in new:
-                self.problems.append(f"{where}: enum {new['name']} lost symbols {missing} and has no default")
-        elif old_kind == "fixed":
-            if old["size"] != new["size"]:
-                self.problems.append(f"{where}: fixed {new['name']} changed size {old['size']} -> {new['size']}")
-        elif old_kind == "record":
-            self.check_record(old, new, path)
 
-    def check_record(self, old: dict, new: dict, path: str) -> None:
-        names = {new["name"].rsplit(".", 1)[-1], *(a.rsplit(".", 1)[-1] for a in new.get("aliases", []))}
-        if old["name"].rsplit(".", 1)[-1] not in names:
-            self.problems.append(f"{path or '<root>'}: record {old['name']} renamed to {new['name']} without an alias")
-            return
-        key = (id(old), id(new))
-        if key in self._seen:  # recursive types
-            return
-        self._seen.add(key)
-        old_fields = {f["name"]: f for f in old["fields"]}
-        prefix = f"{path}." if path else ""
-        matched: set[str] = set()
-        for field in new["fields"]:
-            candidates = [field["name"], *field.get("aliases", [])]
-            source = next((old_fields[n] for n in candidates if n in old_fields), None)
-            if source is None:
-                if "default" not in field:
-                    self.problems.append(f"{prefix}{field['name']}: added without a default "
-                                         "(data written before it cannot be read)")
-                continue
-            matched.add(source["name"])
-            self.check(source["type"], field["type"], prefix + field["name"])
-        for name, field in old_fields.items():
-            if name not in matched and "default" not in field:
-                self.problems.append(f"{prefix}{name}: removed, and it had no default "
-                                     "(readers on the old schema cannot read new data)")
+def forward_problems(old: Schema, new: Schema) -> list[str]:
+    """Every reason a reader on `old` cannot read data written with `new` (full forward compatibility)."""
+    return _describe(*_breaks(old, new), missing_field=REMOVED)
 
 
 def compatibility_problems(old: Schema, new: Schema) -> list[str]:
-    """Every reason `new` cannot safely replace `old`; an empty list means backward compatible."""
-    checker = _Checker(old, new)
-    checker.check(old, new, "")
-    return checker.problems
+    """Every reason `new` cannot safely replace `old`: backward in full, forward for removed fields only.
+    In avro's messages (in parentheses), "reader" is the new schema and "writer" the old one."""
+    removed = [f"{b.path}: {REMOVED}" for b in _breaks(old, new)[0] if b.missing_field]
+    return _describe(*_breaks(new, old), missing_field=ADDED) + removed
 
 
 # ---------------------------------------------------------------------------------------------- data
 
-def _sample(schema: Schema, named: dict[str, dict], full: bool, depth: int = 0) -> Any:
-    schema = _resolve(schema, named)
-    kind = _kind(schema)
+SAMPLE_VALUES = {"null": None, "boolean": True, "int": 7, "long": 1234567890123, "float": 1.5, "double": 2.25,
+                 "bytes": b"\x00\x01", "string": "text"}
+
+
+def _sample(schema: avro.schema.Schema, full: bool, depth: int = 0) -> Any:
     if depth > 8:
         raise ValueError("schema nests too deeply to sample")
-    if kind == "union":
-        branches = [b for b in schema if b != "null"]
-        if not full and "null" in schema:
+    if schema.type in SAMPLE_VALUES:  # primitives, with or without a logical type
+        return SAMPLE_VALUES[schema.type]
+    if isinstance(schema, avro.schema.UnionSchema):
+        branches = [b for b in schema.schemas if b.type != "null"]
+        if not branches or (not full and len(branches) < len(schema.schemas)):
             return None
-        return _sample(branches[0], named, full, depth + 1) if branches else None
-    values = {"null": None, "boolean": True, "int": 7, "long": 1234567890123, "float": 1.5, "double": 2.25,
-              "bytes": b"\x00\x01", "string": "text"}
-    if kind in values:
-        return values[kind]
-    if kind == "record":
-        return {f["name"]: _sample(f["type"], named, full, depth + 1) for f in schema["fields"]}
-    if kind == "array":
-        return [_sample(schema["items"], named, full, depth + 1)] if full else []
-    if kind == "map":
-        return {"key": _sample(schema["values"], named, full, depth + 1)} if full else {}
-    if kind == "enum":
-        return schema["symbols"][0]
-    if kind == "fixed":
-        return b"\x00" * schema["size"]
-    raise ValueError(f"cannot sample {kind}")
+        return _sample(branches[0], full, depth + 1)
+    if isinstance(schema, avro.schema.RecordSchema):
+        return {f.name: _sample(f.type, full, depth + 1) for f in schema.fields}
+    if isinstance(schema, avro.schema.ArraySchema):
+        return [_sample(schema.items, full, depth + 1)] if full else []
+    if isinstance(schema, avro.schema.MapSchema):
+        return {"key": _sample(schema.values, full, depth + 1)} if full else {}
+    if isinstance(schema, avro.schema.EnumSchema):
+        return schema.symbols[0 if full else -1]
+    if isinstance(schema, avro.schema.FixedSchema):
+        return b"\x00" * schema.size
+    raise ValueError(f"cannot sample {schema.type}")
 
 
 def sample_records(schema: Schema) -> list[dict[str, Any]]:
-    named = named_types(schema)
-    return [_sample(schema, named, full=True), _sample(schema, named, full=False)]
+    parsed = _parse(schema)
+    return [_sample(parsed, full=True), _sample(parsed, full=False)]
 
 
 def read_old_with_new(old: Schema, new: Schema, record: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import types
 import typing
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,8 @@ def mismatches(avro: Any, annotation: Any, where: str, named: dict[str, dict]) -
             return [f"{where}: unmapped Avro type {avro}"]
         if annotation is expected:
             return []
+        if expected is str and isinstance(annotation, type) and issubclass(annotation, StrEnum):
+            return []  # a closed vocabulary travels as its words; test_closed_vocabularies_... checks them
         return [f"{where}: schema {avro} wants {expected.__name__}, class has {annotation}"]
     kind = avro["type"]
     if kind in PRIMITIVES:  # {"type": "string"} and friends
@@ -250,3 +253,28 @@ def test_the_class_check_looks_inside_nested_records():
     schema = schema_json("prediction.made.v1")
     problems = record_mismatches(schema, PredictionMade, "", _named_types(schema, {}))
     assert problems == ["predictions[].features: schema string wants str, class has dict[str, float]"]
+
+
+def _vocabulary_fields() -> list[tuple[str, str, type[StrEnum]]]:
+    found = []
+    for cls in EVENT_CLASSES:
+        for name, info in cls.model_fields.items():
+            kind = info.annotation
+            if isinstance(kind, type) and issubclass(kind, StrEnum):
+                found.append((cls.EVENT_TYPE, name, kind))
+    return found
+
+
+def test_every_closed_vocabulary_in_an_event_is_an_enum():
+    assert {(t, n) for t, n, _ in _vocabulary_fields()} >= {
+        ("watch.tick.v1", "reason"), ("data.ready.v1", "trigger"), ("model.evaluated.v1", "decision"),
+        ("model.registered.v1", "decision"), ("model.deployed.v1", "action")}
+
+
+@pytest.mark.parametrize(("event_type", "field", "vocabulary"), _vocabulary_fields(),
+                         ids=[f"{t}.{n}" for t, n, _ in _vocabulary_fields()])
+def test_closed_vocabularies_are_documented_in_their_schema(event_type, field, vocabulary):
+    """The schema is the contract readers outside Python see: its doc must name every word."""
+    doc = next(f.get("doc", "") for name, f in walk_fields(load(SCHEMA_DIR / f"{event_type}.avsc")) if name == field)
+    missing = [member.value for member in vocabulary if member.value not in doc]
+    assert not missing, f"{event_type}.{field}: the schema doc {doc!r} does not name {missing}"

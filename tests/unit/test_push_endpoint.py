@@ -24,6 +24,7 @@ from mlops.core.events import (
     Event,
     ModelTrained,
     StageFailed,
+    TickReason,
     WatchTick,
     decode,
     encode,
@@ -440,7 +441,7 @@ def test_a_failing_output_publish_asks_for_a_retry(fail_in_future):
 
 def test_a_retry_after_a_partial_publish_republishes_the_same_ids():
     bus = FlakyBus(failing_topics={"data.ready.v1"})
-    handler = RecordingHandler(outputs=[WatchTick(reason="x"), DataReady.example()])
+    handler = RecordingHandler(outputs=[WatchTick(reason=TickReason.MANUAL), DataReady.example()])
     endpoint = PushEndpoint(service=SERVICE, project="p", bus=bus, routes={WatchTick.EVENT_TYPE: Route(handler)},
                             dead_letter_topic=DEAD_LETTER_TOPIC)
     assert endpoint.handle_message(message(), SUBSCRIPTION)[0] == 503

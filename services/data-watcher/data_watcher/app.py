@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from data_watcher.handler import DataWatcher
+from data_watcher.handler import DataWatcher, max_feature_psi
 from mlops import runtime
 from mlops.core.events import WatchTick
 from mlops.core.log import configure_logging
@@ -12,15 +12,6 @@ from mlops.core.settings import CommonSettings, load_settings
 from mlops.runtime.push import Route
 
 SERVICE = "data-watcher"
-
-
-def max_feature_psi(reference: list[dict], current: list[dict], features: list[str]) -> float:
-    """The largest PSI over the features; numeric ones binned by the reference's quantiles."""
-    from mlops.ml.drift import psi_between
-
-    numeric = [f for f in features if all(isinstance(r.get(f), (int, float, type(None))) for r in reference)]
-    categorical = [f for f in features if f not in numeric]
-    return psi_between(reference, current, numeric, categorical).max_psi
 
 
 def create_app() -> Flask:

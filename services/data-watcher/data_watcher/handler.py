@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 
 import structlog
 
-from mlops.core.events import DataReady, Envelope, WatchTick
+from mlops.core.events import DataReady, Envelope, TickReason, Trigger, WatchTick
 from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN, PipelineSpec
+from mlops.ml.drift import psi_between
 from mlops.ports.specs import SpecStore, UnknownPipeline
-from mlops.ports.warehouse import SnapshotRecord, SourceStatus, Warehouse
+from mlops.ports.warehouse import Row, SnapshotRecord, SourceStatus, Warehouse
 
 log = structlog.get_logger("data-watcher")
 
@@ -26,35 +27,42 @@ _CASTS: dict[str, Callable[[str], object]] = {"INT64": lambda v: int(float(v)), 
                                               "FLOAT64": float, "FLOAT": float, "BOOL": lambda v: v.lower() == "true"}
 
 # PSI between a reference and a current sample, per feature -> the largest value.
-DriftFunction = Callable[[Sequence[dict], Sequence[dict], Sequence[str]], float]
+DriftFunction = Callable[[Sequence[Row], Sequence[Row], Sequence[str]], float]
+
+
+def max_feature_psi(reference: Sequence[Row], current: Sequence[Row], features: Sequence[str]) -> float:
+    """The largest PSI over the features; numeric ones binned by the reference's quantiles."""
+    numeric = [f for f in features if all(isinstance(r.get(f), (int, float, type(None))) for r in reference)]
+    categorical = [f for f in features if f not in numeric]
+    return psi_between(reference, current, numeric, categorical).max_psi
 
 
 @dataclass(frozen=True)
-class Decision:
-    trigger: str | None  # None: do not train
+class RetrainDecision:
+    trigger: Trigger | None  # None: do not train
     why: str
     drift_score: float | None = None
 
 
-def decide(spec: PipelineSpec, status: SourceStatus, last: SnapshotRecord | None, reason: str,
-           drift_score: float | None) -> Decision:
+def decide(spec: PipelineSpec, status: SourceStatus, last: SnapshotRecord | None, reason: TickReason,
+           drift_score: float | None) -> RetrainDecision:
     """Whether this much new data (or this much drift) is worth a training run."""
     retrain = spec.retrain
     if status.new_rows == 0:
-        return Decision(None, "no new rows since the last snapshot")
+        return RetrainDecision(None, "no new rows since the last snapshot")
     if status.total_rows < retrain.min_rows:
-        return Decision(None, f"{status.total_rows} rows < min_rows {retrain.min_rows}")
+        return RetrainDecision(None, f"{status.total_rows} rows < min_rows {retrain.min_rows}")
     if last is None:
-        return Decision("new_rows", f"first snapshot: {status.total_rows} rows")
+        return RetrainDecision(Trigger.NEW_ROWS, f"first snapshot: {status.total_rows} rows")
     if retrain.new_rows_fraction is not None and status.new_rows >= retrain.new_rows_fraction * last.total_rows:
-        return Decision("new_rows", f"{status.new_rows} new rows >= {retrain.new_rows_fraction:.0%} of {last.total_rows}")
+        return RetrainDecision(Trigger.NEW_ROWS, f"{status.new_rows} new rows >= {retrain.new_rows_fraction:.0%} of {last.total_rows}")
     if retrain.new_rows_min is not None and status.new_rows >= retrain.new_rows_min:
-        return Decision("new_rows", f"{status.new_rows} new rows >= {retrain.new_rows_min}")
+        return RetrainDecision(Trigger.NEW_ROWS, f"{status.new_rows} new rows >= {retrain.new_rows_min}")
     if retrain.drift_psi is not None and drift_score is not None and drift_score > retrain.drift_psi:
-        return Decision("drift", f"PSI {drift_score:.3f} > {retrain.drift_psi}", drift_score)
-    if reason == "manual":
-        return Decision("manual", f"asked for by hand with {status.new_rows} new rows")
-    return Decision(None, f"{status.new_rows} new rows are below every threshold")
+        return RetrainDecision(Trigger.DRIFT, f"PSI {drift_score:.3f} > {retrain.drift_psi}", drift_score)
+    if reason == TickReason.MANUAL:
+        return RetrainDecision(Trigger.MANUAL, f"asked for by hand with {status.new_rows} new rows")
+    return RetrainDecision(None, f"{status.new_rows} new rows are below every threshold")
 
 
 def next_data_version(last: SnapshotRecord | None) -> str:
@@ -88,7 +96,7 @@ class DataWatcher:
                     ready.append(event)
         return ready
 
-    def watch(self, spec: PipelineSpec, reason: str, source_event_id: str) -> DataReady | None:
+    def watch(self, spec: PipelineSpec, reason: TickReason, source_event_id: str) -> DataReady | None:
         done = self._warehouse.snapshot_for_event(source_event_id)
         if done is not None:  # a redelivered tick: announce the same snapshot again, make no new one
             log.info("tick already handled; re-announcing its snapshot", data_version=done.data_version)
@@ -104,7 +112,7 @@ class DataWatcher:
         status = self._warehouse.source_status(spec.source.table, last.watermark if last else None)
         drift_score = self._drift_score(spec, last, status)
         decision = decide(spec, status, last, reason, drift_score)
-        if decision.trigger is None:
+        if decision.trigger is None or status.watermark is None:  # no new rows means no watermark either
             log.info("nothing to train", pipeline=spec.name, why=decision.why, total_rows=status.total_rows,
                      new_rows=status.new_rows)
             return None

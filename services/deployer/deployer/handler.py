@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import structlog
 
+from mlops.core.events import Decision, DeploymentAction, Envelope, ModelDeployed, ModelRegistered
 from mlops.core.events import DeployedModel as DeployedModelEvent
-from mlops.core.events import Envelope, ModelDeployed, ModelRegistered
 from mlops.core.layout import manifest_path
 from mlops.ports.blobs import BlobStore
 from mlops.ports.registry import (
@@ -33,7 +33,7 @@ class Deployer:
         self._blobs = blobs
 
     def handle(self, registered: ModelRegistered, envelope: Envelope) -> list[ModelDeployed]:
-        if registered.decision != "promote":
+        if registered.decision != Decision.PROMOTE:
             log.info("rejected by the gate; nothing to deploy", version=registered.version_id)
             return []
         spec = self._specs.get(registered.pipeline)
@@ -45,12 +45,12 @@ class Deployer:
             if announced is not None and announced.version_id == registered.version_id:
                 log.info("version already deployed; announcing the same deployment again", version=registered.version_id)
                 return [announced]
-            action = "deploy"
+            action = DeploymentAction.DEPLOY
         else:
             version = self._registry.get_version(registered.model_id, registered.version_id)
             canary = spec.deployment.canary_percent
             deployment = self._endpoints.deploy(endpoint, version, canary or 100, display_name=f"{registered.model_id}-v{version.version_id}")
-            action = "canary" if canary else "deploy"
+            action = DeploymentAction.CANARY if canary else DeploymentAction.DEPLOY
             self._retire_old(endpoint, keep={deployment.deployed_model_id, previous.deployed_model_id if previous else ""},
                              keep_previous=spec.deployment.keep_previous)
         after = self._endpoints.deployments(endpoint)

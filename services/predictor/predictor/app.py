@@ -65,7 +65,7 @@ def register_prediction_routes(app: Flask, server: ModelServer, batcher: Predict
         instances: list[Any] = body["instances"]
         if not all(isinstance(i, dict) for i in instances):
             return _bad_request("each instance must be a JSON object of feature name -> value")
-        parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+        parameters: dict[str, Any] = body["parameters"] if isinstance(body.get("parameters"), dict) else {}
         pipeline = pipeline or parameters.get("pipeline") or settings.default_pipeline
         if not pipeline:
             return _bad_request("which pipeline? use /predict/<pipeline> or parameters.pipeline")

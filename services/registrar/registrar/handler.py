@@ -12,7 +12,7 @@ import json
 
 import structlog
 
-from mlops.core.events import Envelope, ModelEvaluated, ModelRegistered
+from mlops.core.events import Decision, Envelope, ModelEvaluated, ModelRegistered
 from mlops.ports.registry import ModelRegistry, ModelVersion, NotFoundError, VersionMeta
 
 log = structlog.get_logger("registrar")
@@ -28,7 +28,7 @@ class Registrar:
 
     def handle(self, evaluated: ModelEvaluated, envelope: Envelope) -> list[ModelRegistered]:
         model_id = evaluated.pipeline
-        promote = evaluated.decision == "promote"
+        promote = evaluated.decision == Decision.PROMOTE
         version = self._registry.find_version(model_id, "source_event", envelope.id)
         if version is None:
             version = self._register(model_id, evaluated, envelope, promote)

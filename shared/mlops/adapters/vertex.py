@@ -18,8 +18,6 @@ that shape this module:
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -31,46 +29,28 @@ from google.cloud.aiplatform_v1.types import ListModelVersionsRequest
 from google.cloud.aiplatform_v1.types import Model as GapicModel
 from google.protobuf import field_mask_pb2
 
-from mlops.ports.registry import DeployedModel, Deployment, ModelVersion, NotFoundError
+from mlops.ports.registry import (
+    ENDPOINT_ID_RE,
+    DeployedModel,
+    Deployment,
+    ModelVersion,
+    NotFoundError,
+    TrafficSplitError,
+    check_alias,
+    check_artifact_uri,
+    check_model_id,
+    label_key,
+    label_value,
+    registry_labels,
+)
 
-# Vertex label rules: keys start with a lowercase letter; keys and values are at most 63 characters
-# of [a-z0-9_-] (Vertex also allows international letters; we keep to ASCII so ids stay portable).
-_LABEL_MAX = 63
-_LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_MODEL_ID_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")
-_ENDPOINT_ID_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# The label rules are the port's; named here too, where callers of the SDK adapter look for them.
+__all__ = ["VertexEndpoint", "VertexModelRegistry", "label_key", "label_value", "vertex_init"]
+
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
-
-def label_value(value: str) -> str:
-    """Make any string a valid Vertex label value, deterministically.
-
-    Lowercases, replaces every character outside [a-z0-9_-] with "-", and keeps at most 63
-    characters; a value that had to be cut ends in 8 hex digits of its SHA-256 so two long values
-    do not collapse to the same label. Used on every label written *and* on every label looked up,
-    so callers pass raw values (an event id, a pipeline name) and matching still works. UUIDs and
-    already-valid values come back unchanged.
-    """
-    cleaned = re.sub(r"[^a-z0-9_-]", "-", value.lower())
-    if len(cleaned) <= _LABEL_MAX:
-        return cleaned
-    digest = hashlib.sha256(value.encode()).hexdigest()[:8]
-    return f"{cleaned[: _LABEL_MAX - 9]}-{digest}"
-
-
-def label_key(key: str) -> str:
-    """Check a label key. Keys are code constants, so a bad one is a bug: raise, don't rewrite."""
-    if not _LABEL_KEY_RE.match(key):
-        raise ValueError(f"invalid Vertex label key {key!r}: must match {_LABEL_KEY_RE.pattern}")
-    return key
-
-
-# Aliases for methods whose parameters (named as in the port) shadow the two functions above.
+# Aliases for methods whose parameters (named as in the port) shadow the two functions.
 _check_key, _clean_value = label_key, label_value
-
-
-def _labels(labels: Mapping[str, str]) -> dict[str, str]:
-    return {label_key(k): label_value(v) for k, v in labels.items()}
 
 
 def _local_url(api_endpoint: str) -> str | None:
@@ -147,9 +127,7 @@ class VertexModelRegistry(_VertexBase):
     """`ModelRegistry` on the Vertex AI Model Registry: one Vertex model per `model_id`."""
 
     def _resource(self, model_id: str) -> str:
-        if not _MODEL_ID_RE.match(model_id):
-            raise ValueError(f"invalid Vertex model id {model_id!r}: up to 63 of [a-z0-9_-], starting with a letter or _")
-        return f"{self._parent}/models/{model_id}"
+        return f"{self._parent}/models/{check_model_id(model_id)}"
 
     def _registry(self, model_id: str) -> aiplatform.models.ModelRegistry:
         return aiplatform.models.ModelRegistry(
@@ -190,11 +168,13 @@ class VertexModelRegistry(_VertexBase):
         make_default: bool = True,
     ) -> ModelVersion:
         resource = self._resource(model_id)
+        for alias in aliases:
+            check_alias(alias)
         common = dict(
             serving_container_image_uri=serving_image,
-            artifact_uri=artifact_uri,
+            artifact_uri=check_artifact_uri(artifact_uri),
             display_name=display_name,
-            labels=_labels(labels),
+            labels=registry_labels(labels),
             is_default_version=make_default,
             version_description=description or None,
             description=description or None,
@@ -238,6 +218,7 @@ class VertexModelRegistry(_VertexBase):
         return found[0] if found else None
 
     def move_alias(self, model_id: str, version_id: str, alias: str) -> None:
+        check_alias(alias)
         try:
             self._registry(model_id).add_version_aliases([alias], version=version_id)
         except gexc.NotFound as e:
@@ -245,7 +226,7 @@ class VertexModelRegistry(_VertexBase):
 
     def set_labels(self, model_id: str, version_id: str, labels: Mapping[str, str]) -> ModelVersion:
         current = self.get_version(model_id, version_id)
-        merged = {**current.labels, **_labels(labels)}
+        merged = {**current.labels, **registry_labels(labels)}
         # name with @version: Vertex then updates this version's labels, not the model's.
         model = self._registry(model_id).client.update_model(
             model=GapicModel(name=current.resource_name, labels=merged),
@@ -269,7 +250,7 @@ class VertexEndpoint(_VertexBase):
     def ensure_endpoint(self, name: str) -> str:
         if name.startswith("projects/") or name.isdigit():
             return self._endpoint(name).resource_name
-        if _ENDPOINT_ID_RE.match(name):
+        if ENDPOINT_ID_RE.match(name):
             # The name doubles as the endpoint id: creation is then idempotent and race-free.
             try:
                 return self._endpoint(name).resource_name
@@ -319,11 +300,14 @@ class VertexEndpoint(_VertexBase):
         display_name: str | None = None,
     ) -> Deployment:
         if not 0 < traffic_percent <= 100:
-            raise ValueError(f"traffic_percent must be in 1..100, got {traffic_percent}")
+            raise TrafficSplitError(f"traffic_percent must be in 1..100, got {traffic_percent}")
         ep = self._endpoint(endpoint)
         before = {d.deployed_model_id for d in self._models(ep)}
         serving = sum(ep.gca_resource.traffic_split.values()) > 0
-        model = aiplatform.Model(version.resource_name, **self._where())
+        try:
+            model = aiplatform.Model(version.resource_name, **self._where())
+        except gexc.NotFound as e:
+            raise NotFoundError(f"model version {version.resource_name} not found") from e
         ep.deploy(
             model,
             deployed_model_display_name=display_name or f"{version.model_id}-v{version.version_id}",
@@ -346,16 +330,30 @@ class VertexEndpoint(_VertexBase):
         return Deployment(endpoint=ep.resource_name, deployed_model_id=new[-1].deployed_model_id, models=tuple(after))
 
     def set_traffic(self, endpoint: str, split: Mapping[str, int]) -> list[DeployedModel]:
-        if sum(split.values()) != 100:
-            raise ValueError(f"traffic split must sum to 100, got {dict(split)}")
         ep = self._endpoint(endpoint)
+        deployed = {d.id for d in ep.gca_resource.deployed_models}
+        # Checked here, before the call, so every refusal is the port's TrafficSplitError (Vertex
+        # answers 400 for these; the SDK lets it through as google.api_core's BadRequest).
+        unknown = sorted(set(split) - deployed)
+        if unknown:
+            raise TrafficSplitError(f"traffic split names {unknown}, not deployed on {ep.resource_name}")
+        if any(int(v) < 0 for v in split.values()):
+            raise TrafficSplitError(f"traffic split has a negative share: {dict(split)}")
+        if sum(int(v) for v in split.values()) != 100:
+            raise TrafficSplitError(f"traffic split must sum to 100, got {dict(split)}")
         ep.update(traffic_split={k: int(v) for k, v in split.items()})
         return self.deployments(ep.resource_name)
 
     def undeploy(self, endpoint: str, deployed_model_id: str) -> None:
         ep = self._endpoint(endpoint)
-        if deployed_model_id not in {d.id for d in ep.gca_resource.deployed_models}:
+        deployed = {d.id for d in ep.gca_resource.deployed_models}
+        if deployed_model_id not in deployed:
             raise NotFoundError(f"{deployed_model_id} is not deployed on {ep.resource_name}")
-        # The SDK spreads the model's traffic over the others, and refuses (ValueError) when the
-        # model holds all of it while others are deployed: the caller must set_traffic first.
+        # The SDK would spread a model's traffic over the others (and refuse when it holds all of
+        # it); the port refuses both, so traffic moves only by an explicit set_traffic.
+        share = int(dict(ep.gca_resource.traffic_split).get(deployed_model_id, 0))
+        if share and len(deployed) > 1:
+            raise TrafficSplitError(
+                f"{deployed_model_id} still has {share}% of the traffic on {ep.resource_name}: set_traffic first"
+            )
         ep.undeploy(deployed_model_id, sync=True)

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mlops.core.events import TickReason
 from mlops.ops.context import CliContext
 from mlops.stack.supervisor import DEFAULT_DATA_DIR
 
@@ -163,7 +164,7 @@ def ingest(pipeline: PipelineOpt, csv_file: Annotated[Path, typer.Option("--csv"
         _fail(str(error), 2)
     console.print(f"{count} {'labels' if labels else 'rows'} landed in {pipeline}")
     if tick:
-        _publish_tick(ctx, pipeline, "data_landed")
+        _publish_tick(ctx, pipeline, TickReason.DATA_LANDED)
 
 
 def _publish_tick(ctx: CliContext, pipeline: str | None, reason: str) -> str:
@@ -176,7 +177,7 @@ def _publish_tick(ctx: CliContext, pipeline: str | None, reason: str) -> str:
 def trigger(pipeline: Annotated[Optional[str], typer.Option("--pipeline", "-p", help="Pipeline; all when omitted.")] = None,
             data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Publish a `watch.tick` now (the ticker does it on each spec's schedule anyway)."""
-    event_id = _publish_tick(CliContext(data_dir), pipeline, "manual")
+    event_id = _publish_tick(CliContext(data_dir), pipeline, TickReason.MANUAL)
     console.print(f"watch.tick published ({event_id})")
 
 
@@ -260,7 +261,11 @@ def replay(event_id: Annotated[Optional[str], typer.Option("--event", help="ce-i
         _fail("--run needs --from-stage (e.g. trainer, evaluator, registrar, deployer)", 2)
     ctx = CliContext(data_dir)
     try:
-        original = find_event(ctx.warehouse, event_id) if event_id else stage_input(ctx.warehouse, run, from_stage)
+        if event_id:
+            original = find_event(ctx.warehouse, event_id)
+        else:
+            assert run and from_stage  # both checked above
+            original = stage_input(ctx.warehouse, run, from_stage)
         planned = plan_replay(original)
     except (ReplayError, EventValidationError) as error:
         _fail(str(error), 2)

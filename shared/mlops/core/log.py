@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
@@ -16,7 +18,7 @@ _SEVERITY = {"debug": "DEBUG", "info": "INFO", "warning": "WARNING", "error": "E
 TRACE_KEY = "logging.googleapis.com/trace"
 
 
-def _cloud_logging_fields(_: object, method: str, event_dict: dict) -> dict:
+def _cloud_logging_fields(_: object, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     event_dict["severity"] = _SEVERITY.get(method, "DEFAULT")
     event_dict["message"] = event_dict.pop("event", "")
     return event_dict
@@ -51,4 +53,5 @@ def trace_from_header(header: str | None, project: str) -> str | None:
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger

@@ -13,6 +13,8 @@ from typing import Literal, TypeVar
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mlops.core.errors import validation_problems
+
 PREFIX = "MLOPS_"
 
 
@@ -62,9 +64,7 @@ def load_settings(cls: type[S], service: str, environ: dict[str, str] | None = N
     try:
         return cls.model_validate(values)
     except ValidationError as error:
-        problems = [
-            f"{PREFIX}{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors()
-        ]
+        problems = validation_problems(error, prefix=PREFIX, upper=True)
         raise SettingsError(f"{service} cannot start: " + "; ".join(problems)) from None
 
 

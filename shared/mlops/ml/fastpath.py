@@ -128,6 +128,8 @@ class CompiledModel:
             if not self.is_classifier:
                 labels.append(float(out[0]))
                 scores.append(None)
+            elif self._classes is None:
+                raise TypeError("a classifier without classes")
             elif len(out) == 1:  # binary: one logit for the positive (last) class
                 positive = 1.0 / (1.0 + math.exp(-float(out[0])))
                 labels.append(self._classes[1] if positive > BINARY_THRESHOLD else self._classes[0])

@@ -8,13 +8,15 @@ tiny made-up table; nothing is stored or served.
 
 from __future__ import annotations
 
+from typing import Any
+
 from mlops.ml.artifact import checksum, dumps_model, loads_model
 from mlops.ml.fastpath import compile_model
 from mlops.ml.metrics import evaluate
 from mlops.ml.split import ROW_KEY_COLUMN
 from mlops.ml.training import train
 
-_MODELS = (("LOGISTIC_REG", {"max_iterations": 2}), ("BOOSTED_TREE_CLASSIFIER", {"max_iterations": 2}),
+_MODELS: tuple[tuple[str, dict[str, Any]], ...] = (("LOGISTIC_REG", {"max_iterations": 2}), ("BOOSTED_TREE_CLASSIFIER", {"max_iterations": 2}),
            ("LINEAR_REG", {}))
 
 

@@ -62,7 +62,8 @@ def _from_row(row: dict[str, Any]) -> ArchivedEvent:
 def query_events(warehouse, run_id: str | None = None, event_type: str | None = None, since: str | None = None,
                  limit: int = 200, event_id: str | None = None) -> list[ArchivedEvent]:
     """Archived events, newest first, one per ce-id (or per message for dead letters without one)."""
-    clauses, params = [], {}
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
     if since:
         from mlops.core.events.envelope import parse_time
 

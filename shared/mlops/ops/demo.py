@@ -19,6 +19,7 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
+from mlops.core.events import Decision, TickReason
 from mlops.core.spec import PipelineSpec, parse_spec
 
 DEMO_BATCHES = (800, 400, 500, 700, 900, 577)
@@ -160,12 +161,12 @@ def run_demo(data_dir: Path, keep: bool = False, console: Console | None = None)
             known = set(watcher.versions())
             landed = time.monotonic()
             ingest_rows(ctx.warehouse, spec, batch)
-            ctx.bus.publish_payload(WatchTick.EVENT_TYPE, {"pipeline": spec.name, "reason": "data_landed"}, "demo")
+            ctx.bus.publish_payload(WatchTick.EVENT_TYPE, {"pipeline": spec.name, "reason": TickReason.DATA_LANDED}, "demo")
             version = watcher.wait_new_version(known, ROUND_TIMEOUT_S)
             registered_s = time.monotonic() - landed
             meta = VersionMeta.of(version)
             serving_s = None
-            if meta.decision == "promote":
+            if meta.decision == Decision.PROMOTE:
                 watcher.wait_serving(version.version_id, ROUND_TIMEOUT_S)
                 serving_s = time.monotonic() - landed
             round_ = {
@@ -177,7 +178,7 @@ def run_demo(data_dir: Path, keep: bool = False, console: Console | None = None)
                 "landed_to_serving_s": round(serving_s, 2) if serving_s else None,
             }
             rounds.append(round_)
-            style = "green" if meta.decision == "promote" else "yellow"
+            style = "green" if meta.decision == Decision.PROMOTE else "yellow"
             console.print(f"round {number}: {size} rows landed -> v{version.version_id} [{style}]{meta.decision}[/{style}]"
                           f" ({meta.reason}) in {registered_s:.1f} s")
             # Traffic on whatever serves now; then the truth for half of it arrives late, as labels.
@@ -195,8 +196,8 @@ def run_demo(data_dir: Path, keep: bool = False, console: Console | None = None)
             time.sleep(0.2)
         logged = watcher.logged(sent)
         summary = {
-            "ok": logged == len(sent) and any(r["decision"] == "promote" for r in rounds)
-                  and any(r["decision"] == "reject" for r in rounds) and len(rounds) >= 3,
+            "ok": logged == len(sent) and any(r["decision"] == Decision.PROMOTE for r in rounds)
+                  and any(r["decision"] == Decision.REJECT for r in rounds) and len(rounds) >= 3,
             "pipeline": spec.name, "rounds": rounds,
             "predictions_sent": len(sent), "predictions_logged": logged,
             "serving": watcher.serving(), "seconds": round(time.monotonic() - started, 1),

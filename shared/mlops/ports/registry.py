@@ -9,7 +9,9 @@ both the cloud and the local Vertex server through the same official SDK calls.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -20,14 +22,83 @@ class NotFoundError(LookupError):
     """A model, version or endpoint that the caller named does not exist."""
 
 
+class TrafficSplitError(ValueError):
+    """A traffic change the endpoint refuses: a split that does not sum to 100, names a model that is
+    not deployed or holds a negative share, a deploy share outside 1..100, or an undeploy that would
+    leave a model's traffic with nobody (Vertex AI refuses all of these; so does every implementation)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Vertex AI's naming rules. They are the port's: the in-memory registry applies them too, so a name
+# that the cloud would refuse fails in a unit test, and a label looked up is cleaned like the one stored.
+# --------------------------------------------------------------------------------------------------
+
+LABEL_MAX = 63
+# Keys start with a lowercase letter; keys and values are at most 63 characters of [a-z0-9_-] (Vertex
+# also allows international letters; we keep to ASCII so ids stay portable).
+_LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_MODEL_ID_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")
+# Model.version_aliases in the Vertex AI API reference.
+_ALIAS_RE = re.compile(r"^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]$")
+ENDPOINT_ID_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def label_value(value: str) -> str:
+    """Make any string a valid Vertex label value, deterministically.
+
+    Lowercases, replaces every character outside [a-z0-9_-] with "-", and keeps at most 63
+    characters; a value that had to be cut ends in 8 hex digits of its SHA-256 so two long values
+    do not collapse to the same label. Applied to every label written *and* to every label looked up,
+    so callers pass raw values (an event id, a pipeline name) and matching still works. UUIDs and
+    already-valid values come back unchanged.
+    """
+    cleaned = re.sub(r"[^a-z0-9_-]", "-", value.lower())
+    if len(cleaned) <= LABEL_MAX:
+        return cleaned
+    digest = hashlib.sha256(value.encode()).hexdigest()[:8]
+    return f"{cleaned[: LABEL_MAX - 9]}-{digest}"
+
+
+def label_key(key: str) -> str:
+    """Check a label key. Keys are code constants, so a bad one is a bug: raise, don't rewrite."""
+    if not _LABEL_KEY_RE.match(key):
+        raise ValueError(f"invalid Vertex label key {key!r}: must match {_LABEL_KEY_RE.pattern}")
+    return key
+
+
+def registry_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """Labels as the registry stores them: keys checked, values cleaned (`label_value`)."""
+    return {label_key(k): label_value(str(v)) for k, v in labels.items()}
+
+
+def check_model_id(model_id: str) -> str:
+    if not _MODEL_ID_RE.match(model_id):
+        raise ValueError(f"invalid Vertex model id {model_id!r}: up to 63 of [a-z0-9_-], starting with a letter or _")
+    return model_id
+
+
+def check_alias(alias: str) -> str:
+    if not _ALIAS_RE.match(alias):
+        raise ValueError(f"invalid Vertex version alias {alias!r}: must match {_ALIAS_RE.pattern}")
+    return alias
+
+
+def check_artifact_uri(artifact_uri: str) -> str:
+    """A version's artifact folder must already be in Cloud Storage: given anything else, the Vertex SDK
+    would try to upload a local folder of that name instead."""
+    if not artifact_uri.startswith("gs://"):
+        raise ValueError(f"artifact_uri {artifact_uri!r} is not a gs:// folder")
+    return artifact_uri
+
+
 @dataclass(frozen=True)
 class ModelVersion:
     """One immutable version of a registered model.
 
     `resource_name` is the *versioned* name (`projects/P/locations/L/models/M@V`): that is what a
     deployment must point at, so that "deploy version 3" never silently means "deploy the default".
-    Label values are as stored by the registry (Vertex lower-cases and restricts them, see
-    `mlops.adapters.vertex.label_value`).
+    Label values are as stored by the registry: cleaned by `label_value` (Vertex lower-cases and
+    restricts them).
     """
 
     model_id: str
@@ -86,13 +157,17 @@ class ModelRegistry(Protocol):
     ) -> ModelVersion:
         """Register a new version; the model itself is created on first use.
 
+        Version ids count from "1" per model. The first version of a model is always the default;
+        a later one becomes it when `make_default`. `aliases` are taken from any version holding them.
+        Raises ValueError for a name Vertex refuses (model id, label key, alias, a non-gs:// artifact).
         Not idempotent by itself (each call is a new version): callers put their input event id in
         a label and check `find_version` first, which is what makes a redelivered event harmless.
         """
         ...
 
     def list_versions(self, model_id: str) -> list[ModelVersion]:
-        """All versions, newest first; empty when the model does not exist yet."""
+        """All versions, newest first; empty when the model does not exist yet. ValueError for a
+        model id Vertex would refuse."""
         ...
 
     def get_version(self, model_id: str, version: str) -> ModelVersion:
@@ -101,16 +176,19 @@ class ModelRegistry(Protocol):
 
     def find_version(self, model_id: str, label_key: str, label_value: str) -> ModelVersion | None:
         """The newest version carrying this label, or None: the idempotence check
-        ("was a version already registered for input event X?")."""
+        ("was a version already registered for input event X?"). `label_value` is the raw value,
+        cleaned here as it was when stored."""
         ...
 
     def move_alias(self, model_id: str, version_id: str, alias: str) -> None:
         """Point `alias` at this version. An alias names one version at a time, so this also takes
-        it away from whichever version held it (Vertex does that in the same call)."""
+        it away from whichever version held it (Vertex does that in the same call). NotFoundError
+        for an unknown model or version."""
         ...
 
     def set_labels(self, model_id: str, version_id: str, labels: Mapping[str, str]) -> ModelVersion:
-        """Add or overwrite these labels on one version, keeping the others (e.g. status=retired)."""
+        """Add or overwrite these labels on one version, keeping the others (e.g. status=retired);
+        returns the version as updated. NotFoundError for an unknown model or version."""
         ...
 
 
@@ -119,8 +197,12 @@ class ModelEndpoint(Protocol):
     """An online-prediction endpoint that serves one or more model versions by traffic share."""
 
     def ensure_endpoint(self, name: str) -> str:
-        """Return the resource name of the endpoint `name` (an id, a resource name or a display
-        name), creating it if needed; safe to call on every deploy."""
+        """Return the resource name of the endpoint `name`, creating it if needed; safe to call on
+        every deploy. `name` is a valid endpoint id (found, else created with that id), a display
+        name (found, else created with a generated numeric id), or the resource name or numeric id
+        of an endpoint that must exist (NotFoundError otherwise).
+
+        The other methods take the endpoint's resource name or its id."""
         ...
 
     def deploy(
@@ -135,17 +217,24 @@ class ModelEndpoint(Protocol):
         display_name: str | None = None,
     ) -> Deployment:
         """Deploy `version` with `traffic_percent` of the traffic; the rest stays on what was
-        deployed before, scaled proportionally (a canary). On an empty endpoint the version takes
-        100%, since there is nothing else to serve."""
+        deployed before, scaled proportionally (a canary) and rounded as the Vertex SDK rounds. On
+        an endpoint that serves nothing the version takes 100%, since there is nothing else to serve.
+
+        NotFoundError for an unknown endpoint or a version the registry does not have;
+        TrafficSplitError for a share outside 1..100."""
         ...
 
     def set_traffic(self, endpoint: str, split: Mapping[str, int]) -> list[DeployedModel]:
         """Replace the traffic split (deployed_model_id -> percent, summing to 100): promote a
-        canary or roll back. Deployed models missing from `split` get 0%."""
+        canary or roll back. Deployed models missing from `split` get 0%. TrafficSplitError, and
+        nothing changed, for a split that does not sum to 100, names a model not deployed here or
+        holds a negative share."""
         ...
 
     def undeploy(self, endpoint: str, deployed_model_id: str) -> None:
-        """Remove a deployed model; its traffic, if any, goes proportionally to the others."""
+        """Remove a deployed model. One that still has traffic while others are deployed is refused
+        (TrafficSplitError: `set_traffic` first, so traffic never moves as a side effect); the last
+        model on an endpoint can always go. NotFoundError when it is not deployed there."""
         ...
 
     def deployments(self, endpoint: str) -> list[DeployedModel]:

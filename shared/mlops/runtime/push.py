@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import structlog
 from flask import Flask, Response, jsonify, request
@@ -49,7 +49,9 @@ OUTPUT_ID_NAMESPACE = uuid.UUID("6f1b7e2a-3c84-4d1e-9a57-0b5e8a1c2d3f")
 PUBLISH_TIMEOUT_S = 30.0
 
 
-Handler = Callable[[Event, Envelope], Sequence[Event]]
+E = TypeVar("E", bound=Event)
+# A pure handler: the typed input event and its envelope in, the events to publish out.
+Handler = Callable[[E, Envelope], Sequence[Event]]
 
 
 def with_pubsub_identity(attributes: dict[str, str], message_id: str, publish_time: str) -> dict[str, str]:
@@ -92,8 +94,8 @@ class KeyedLock:
 
 
 @dataclass(frozen=True)
-class Route:
-    handler: Handler
+class Route(Generic[E]):
+    handler: Handler[E]
     starts_run: bool = False  # the data-watcher mints a new run id for each data.ready it emits
 
 
@@ -104,7 +106,7 @@ class PushEndpoint:
     service: str
     project: str
     bus: EventBus
-    routes: dict[str, Route]
+    routes: dict[str, Route[Any]]
     dead_letter_topic: str
     code_version: str = ""
     metrics: MetricsSink = field(default_factory=NullMetrics)
@@ -161,7 +163,7 @@ class PushEndpoint:
                             {"stage": self.service, "event_type": envelope.type, "outcome": outcome})
         return status, body
 
-    def _handle(self, route: Route, event: Event, envelope: Envelope, raw: bytes, attributes: dict[str, str],
+    def _handle(self, route: Route[Any], event: Event, envelope: Envelope, raw: bytes, attributes: dict[str, str],
                 message_id: str, subscription: str, started: float) -> tuple[int, dict[str, Any]]:
         try:
             outputs = list(route.handler(event, envelope))

@@ -13,9 +13,10 @@ import json
 import signal
 import threading
 from dataclasses import dataclass
+from typing import Any
 
+import google.cloud.pubsub_v1 as pubsub_v1
 import structlog
-from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.subscriber.message import Message
 from google.cloud.pubsub_v1.types import FlowControl
 
@@ -41,7 +42,7 @@ class Archiver:
         self._pending: list[_Pending] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._futures = []
+        self._futures: list[Any] = []
         self.archived = 0
 
     def _on_message(self, subscription: str):

@@ -310,6 +310,8 @@ class Stack:
         service = next((s for s in SERVICES if s.name == name), None)
         if service is None:
             raise ValueError(f"only services can be restarted, not {component.kind} {name!r}")
+        if component.port is None:
+            raise ValueError(f"{name!r} has no port to restart on")
         argv, folder = service_argv(service, component.port)
         process = launch(argv, name=name, log_dir=self.data_dir / "logs",
                          env=self._child_env(state, PORT=str(component.port)), cwd=folder)

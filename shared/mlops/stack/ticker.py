@@ -11,7 +11,7 @@ import time
 
 import structlog
 
-from mlops.core.events import WatchTick
+from mlops.core.events import TickReason, WatchTick
 from mlops.core.events.envelope import new_envelope
 
 log = structlog.get_logger("ticker")
@@ -26,7 +26,7 @@ def run(bus, specs, stop: threading.Event) -> None:
             for name in specs.names():
                 every = specs.get(name).retrain.schedule_seconds
                 if every and now - last_tick.get(name, 0.0) >= every:
-                    tick = WatchTick(pipeline=name, reason="schedule")
+                    tick = WatchTick(pipeline=name, reason=TickReason.SCHEDULE)
                     bus.publish(tick, new_envelope(tick, "ticker")).result(timeout=30)
                     last_tick[name] = now
         except Exception as error:  # noqa: BLE001 - a missed tick is retried next second

@@ -1,13 +1,7 @@
 """Typed events, their envelope and their wire format."""
 
-from mlops.core.events.codec import (
-    EventValidationError,
-    build,
-    decode,
-    encode,
-    event_class,
-)
-from mlops.core.events.envelope import Envelope, EnvelopeError
+from mlops.core.events.codec import EventValidationError, build, decode, encode, event_class
+from mlops.core.events.envelope import Envelope, EnvelopeError, new_envelope
 from mlops.core.events.types import (
     EVENT_CLASSES,
     EVENTS_BY_TYPE,
@@ -23,9 +17,11 @@ from mlops.core.events.types import (
     StageFailed,
     WatchTick,
 )
+from mlops.core.events.vocabulary import Decision, DeploymentAction, TickReason, Trigger
 
 __all__ = [
-    "EVENT_CLASSES", "EVENTS_BY_TYPE", "DataReady", "DeployedModel", "Envelope", "EnvelopeError", "Event",
+    "EVENT_CLASSES", "EVENTS_BY_TYPE", "DataReady", "Decision", "DeployedModel", "DeploymentAction", "Envelope",
+    "EnvelopeError", "Event", "TickReason", "Trigger", "new_envelope",
     "EventValidationError", "ModelDeployed", "ModelEvaluated", "ModelRegistered", "ModelTrained",
     "Prediction", "PredictionMade", "StageFailed", "WatchTick", "build", "decode", "encode", "event_class",
 ]

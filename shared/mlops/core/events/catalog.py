@@ -32,13 +32,16 @@ def schema_text(event_type: str) -> str:
 
 @cache
 def schema_json(event_type: str) -> dict[str, Any]:
-    return json.loads(schema_text(event_type))
+    schema: dict[str, Any] = json.loads(schema_text(event_type))
+    return schema
 
 
 @cache
 def parsed_schema(event_type: str) -> dict[str, Any]:
     """The fastavro-parsed schema, used to encode, decode and validate."""
-    return parse_schema(schema_json(event_type))
+    parsed = parse_schema(schema_json(event_type))
+    assert isinstance(parsed, dict)  # a record schema parses to a dict
+    return parsed
 
 
 def dataschema_uri(event_type: str) -> str:

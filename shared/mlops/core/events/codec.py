@@ -16,6 +16,7 @@ from typing import Any
 from fastavro import json_reader, json_writer
 from pydantic import ValidationError
 
+from mlops.core.errors import validation_problems
 from mlops.core.events.catalog import parsed_schema, schema_json
 from mlops.core.events.types import EVENTS_BY_TYPE, Event, PredictionMade
 
@@ -42,8 +43,7 @@ def build(event_type: str, payload: dict[str, Any]) -> Event:
     try:
         return cls.model_validate(payload)
     except ValidationError as error:
-        problems = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors()]
-        raise EventValidationError(event_type, problems) from None
+        raise EventValidationError(event_type, validation_problems(error)) from None
 
 
 def _encode_prediction_made(made: PredictionMade) -> bytes:
@@ -96,4 +96,7 @@ def decode(event_type: str, data: bytes) -> Event:
         raise EventValidationError(event_type, [f"payload is not Avro JSON for this schema: {error}"]) from None
     if len(records) != 1:
         raise EventValidationError(event_type, [f"expected one record, got {len(records)}"])
-    return build(event_type, records[0])
+    record = records[0]
+    if not isinstance(record, dict):
+        raise EventValidationError(event_type, [f"expected a record, got {type(record).__name__}"])
+    return build(event_type, record)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlops.core.events.catalog import dataschema_uri
 
@@ -108,7 +108,7 @@ class Envelope:
             extra={k: v for k, v in attributes.items() if k not in known},
         )
 
-    def with_changes(self, **changes: str) -> Envelope:
+    def with_changes(self, **changes: Any) -> Envelope:
         return replace(self, **changes)
 
 

@@ -11,6 +11,8 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlops.core.events.vocabulary import Decision, DeploymentAction, TickReason, Trigger
+
 
 class Event(BaseModel):
     """Base of every payload: frozen, and strict about unknown fields."""
@@ -28,11 +30,11 @@ class WatchTick(Event):
     EVENT_TYPE: ClassVar[str] = "watch.tick.v1"
 
     pipeline: str | None = None
-    reason: str
+    reason: TickReason
 
     @classmethod
     def example(cls) -> WatchTick:
-        return cls(pipeline="breast-cancer", reason="manual")
+        return cls(pipeline="breast-cancer", reason=TickReason.MANUAL)
 
 
 class DataReady(Event):
@@ -45,7 +47,7 @@ class DataReady(Event):
     total_rows: int = Field(ge=0)
     new_rows: int = Field(ge=0)
     watermark: str
-    trigger: str
+    trigger: Trigger
     drift_score: float | None = None
 
     @classmethod
@@ -58,7 +60,7 @@ class DataReady(Event):
             total_rows=240,
             new_rows=120,
             watermark="2026-11-22T06:30:00.000000Z",
-            trigger="new_rows",
+            trigger=Trigger.NEW_ROWS,
         )
 
 
@@ -113,7 +115,7 @@ class ModelEvaluated(Event):
     champion_version: str | None = None
     champion_metrics: dict[str, float] = {}
     gate_metric: str
-    decision: str
+    decision: Decision
     reason: str
     evaluate_seconds: float = Field(ge=0)
 
@@ -133,7 +135,7 @@ class ModelEvaluated(Event):
             champion_version="1",
             champion_metrics={"roc_auc": 0.95, "accuracy": 0.92},
             gate_metric="roc_auc",
-            decision="promote",
+            decision=Decision.PROMOTE,
             reason="roc_auc 0.9700 >= 0.9000 and gains 0.0200 >= 0.0050 over champion 1",
             evaluate_seconds=0.02,
         )
@@ -147,7 +149,7 @@ class ModelRegistered(Event):
     version_id: str
     resource_name: str
     aliases: list[str]
-    decision: str
+    decision: Decision
     candidate_version: str
     artifact_uri: str
     metrics: dict[str, float]
@@ -161,7 +163,7 @@ class ModelRegistered(Event):
             version_id="2",
             resource_name="projects/mlops-local/locations/us-central1/models/breast-cancer@2",
             aliases=["champion", "default"],
-            decision="promote",
+            decision=Decision.PROMOTE,
             candidate_version="d0002-7f3a9c1e",
             artifact_uri="gs://mlops-local-artifacts/models/breast-cancer/d0002-7f3a9c1e/model.zip",
             metrics={"roc_auc": 0.97},
@@ -186,7 +188,7 @@ class ModelDeployed(Event):
     endpoint: str
     model_id: str
     version_id: str
-    action: str
+    action: DeploymentAction
     previous_version: str | None = None
     deployed_models: list[DeployedModel]
 
@@ -197,7 +199,7 @@ class ModelDeployed(Event):
             endpoint="projects/mlops-local/locations/us-central1/endpoints/breast-cancer",
             model_id="breast-cancer",
             version_id="2",
-            action="deploy",
+            action=DeploymentAction.DEPLOY,
             previous_version="1",
             deployed_models=[
                 DeployedModel(

@@ -1,0 +1,43 @@
+"""The closed vocabularies that travel in events: one enum each, compared by member, never by string.
+
+On the wire each is a plain Avro `string` (the schemas stay as they are, and every reader of the
+archive sees the same words); `tests/contract` checks that each field's schema doc lists every member.
+Being `StrEnum`s, members compare equal to their words, so archived events decode unchanged.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TickReason(StrEnum):
+    """Why a `watch.tick` was sent."""
+
+    SCHEDULE = "schedule"        # Cloud Scheduler, or the local stack's ticker
+    MANUAL = "manual"            # `mlops trigger`: train on whatever is new, below the thresholds too
+    DATA_LANDED = "data_landed"  # `mlops ingest` after it landed rows
+
+
+class Trigger(StrEnum):
+    """What made the data-watcher take a snapshot (`data.ready`)."""
+
+    NEW_ROWS = "new_rows"
+    DRIFT = "drift"
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+
+
+class Decision(StrEnum):
+    """The promotion gate's verdict on a candidate (`model.evaluated`, `model.registered`)."""
+
+    PROMOTE = "promote"
+    REJECT = "reject"
+
+
+class DeploymentAction(StrEnum):
+    """What the deployer did to the endpoint (`model.deployed`)."""
+
+    DEPLOY = "deploy"
+    CANARY = "canary"
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
