@@ -11,7 +11,8 @@ Used by `test_schema_compatibility.py`:
     redeployed (still on the old schema) fails on every new message. The rest of forward
     compatibility is deliberately not required: it would forbid the widenings the project accepts
     (int -> long, a required field made optional, a new union branch), which an old reader cannot
-    follow; they are safe because consumers are redeployed before producers write the wider type.
+    follow: they are safe only if consumers are redeployed before producers write the wider type
+    (an order nothing here enforces).
     `forward_problems(old, new)` is the full forward check, for the tests that show the difference.
 - `read_old_with_new(old, new, record)`: the real thing with fastavro: encode `record` with the old
   schema, decode it with the new one as reader. It also catches what the checker does not look at:
