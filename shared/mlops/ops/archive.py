@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from mlops.core.events import EventValidationError, decode
+from mlops.core.events.envelope import parse_time
 from mlops.core.topology import EVENTS_TABLE
 
 
@@ -29,8 +31,6 @@ class ArchivedEvent:
 
     def payload(self) -> dict[str, Any]:
         """The payload as plain JSON values, read through today's schema (so older events are upcast)."""
-        from mlops.core.events import EventValidationError, decode
-
         try:
             return decode(self.type, self.data.encode("utf-8")).model_dump(mode="json")
         except EventValidationError:  # a dead letter, or a type this version does not know
@@ -65,7 +65,6 @@ def query_events(warehouse, run_id: str | None = None, event_type: str | None = 
     clauses: list[str] = []
     params: dict[str, Any] = {}
     if since:
-        from mlops.core.events.envelope import parse_time
 
         clauses.append("publish_time >= @since")
         params["since"] = parse_time(since)

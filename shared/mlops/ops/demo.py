@@ -19,8 +19,14 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
-from mlops.core.events import Decision, TickReason
+from mlops.core.events import Decision, TickReason, WatchTick
 from mlops.core.spec import PipelineSpec, parse_spec
+from mlops.core.topology import PREDICTIONS_TABLE
+from mlops.ml.datasets import load_demo_dataset
+from mlops.ops.context import CliContext
+from mlops.ops.ingest import ingest_labels, ingest_rows
+from mlops.ports.registry import VersionMeta
+from mlops.stack.supervisor import Stack
 
 DEMO_BATCHES = (800, 400, 500, 700, 900, 577)
 # The last rows are never landed as data: they are the production traffic, and half of them get
@@ -58,8 +64,6 @@ def demo_spec() -> PipelineSpec:
 
 def write_demo_csvs(folder: Path) -> list[Path]:
     """The demo's batches as CSV files, exactly what `mlops ingest --csv` takes (handy to try by hand)."""
-    from mlops.ml.datasets import load_demo_dataset
-
     data = load_demo_dataset()
     columns = ["_row_id", *data.feature_columns, data.label_column]
     folder.mkdir(parents=True, exist_ok=True)
@@ -123,8 +127,6 @@ class LoopWatcher:
             return [rid for rid in pool.map(one, enumerate(rows)) if rid]
 
     def logged(self, request_ids: Sequence[str]) -> int:
-        from mlops.core.topology import PREDICTIONS_TABLE
-
         rows = self.ctx.warehouse.query(
             f"SELECT COUNT(DISTINCT request_id) AS n FROM `{self.ctx.warehouse.qualified(PREDICTIONS_TABLE)}` "
             "WHERE pipeline = @pipeline", {"pipeline": self.spec.name})
@@ -132,13 +134,6 @@ class LoopWatcher:
 
 
 def run_demo(data_dir: Path, keep: bool = False, console: Console | None = None) -> dict[str, Any]:
-    from mlops.core.events import WatchTick
-    from mlops.ml.datasets import load_demo_dataset
-    from mlops.ops.context import CliContext
-    from mlops.ops.ingest import ingest_labels, ingest_rows
-    from mlops.ports.registry import VersionMeta
-    from mlops.stack.supervisor import Stack
-
     console = console or Console(stderr=True)
     started = time.monotonic()
     stack = Stack(data_dir)

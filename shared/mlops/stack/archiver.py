@@ -20,6 +20,9 @@ import structlog
 from google.cloud.pubsub_v1.subscriber.message import Message
 from google.cloud.pubsub_v1.types import FlowControl
 
+from mlops import runtime
+from mlops.core.log import configure_logging
+from mlops.core.settings import CommonSettings, load_settings
 from mlops.core.topology import ALL_TOPICS, EVENTS_TABLE, archive_subscription
 
 log = structlog.get_logger("archiver")
@@ -98,10 +101,6 @@ class Archiver:
 
 
 def main() -> None:
-    from mlops import runtime
-    from mlops.core.log import configure_logging
-    from mlops.core.settings import CommonSettings, load_settings
-
     settings = load_settings(CommonSettings, "archiver")
     configure_logging("archiver", settings.log_level)
     archiver = Archiver(settings.project, runtime.warehouse(settings))

@@ -26,6 +26,7 @@ from mlops.core.topology import (
     TABLES,
     DeliveryPolicy,
     archive_subscription,
+    as_tfvars,
     push_subscription,
 )
 
@@ -102,6 +103,4 @@ def _create(create, request: dict) -> None:
 
 
 def tfvars_json() -> str:
-    from mlops.core.topology import as_tfvars
-
     return json.dumps(as_tfvars(), indent=2, sort_keys=True) + "\n"

@@ -24,8 +24,16 @@ from collections.abc import Mapping
 
 import structlog
 
+from mlops import runtime
+from mlops.core.log import configure_logging
+from mlops.core.settings import CommonSettings, load_settings
 from mlops.core.topology import SERVICES
 from mlops.stack.processes import http_ok
+from mlops.stack.provision import (
+    provision_bigquery,
+    provision_pubsub,
+    provision_storage,
+)
 
 log = structlog.get_logger("provision")
 
@@ -76,14 +84,6 @@ def wait_until_answering(probes: Mapping[str, str], timeout_s: float, every_s: f
 
 
 def provision_all(environ: Mapping[str, str], wait_s: float) -> dict[str, str]:
-    from mlops import runtime
-    from mlops.core.settings import CommonSettings, load_settings
-    from mlops.stack.provision import (
-        provision_bigquery,
-        provision_pubsub,
-        provision_storage,
-    )
-
     settings = load_settings(CommonSettings, "provision", dict(environ))
     wait_until_answering(emulator_probes(environ, settings.project), wait_s)
     urls = service_urls(environ)
@@ -97,7 +97,6 @@ def provision_all(environ: Mapping[str, str], wait_s: float) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     import os
 
-    from mlops.core.log import configure_logging
 
     parser = argparse.ArgumentParser(prog="python -m mlops.stack.provision_main", description=__doc__.split("\n")[0])
     parser.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the emulators (default 120)")

@@ -11,8 +11,11 @@ import time
 
 import structlog
 
+from mlops import runtime
 from mlops.core.events import TickReason, WatchTick
 from mlops.core.events.envelope import new_envelope
+from mlops.core.log import configure_logging
+from mlops.core.settings import CommonSettings, load_settings
 
 log = structlog.get_logger("ticker")
 LOOK_EVERY_S = 1.0
@@ -35,10 +38,6 @@ def run(bus, specs, stop: threading.Event) -> None:
 
 
 def main() -> None:
-    from mlops import runtime
-    from mlops.core.log import configure_logging
-    from mlops.core.settings import CommonSettings, load_settings
-
     settings = load_settings(CommonSettings, "ticker")
     configure_logging("ticker", settings.log_level)
     stop = threading.Event()
