@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mlops.adapters.bqml_backend import BigQueryMLBackend, model_fqn_of
 from mlops.core.spec import parse_spec
 
@@ -51,3 +53,42 @@ def test_evaluation_reads_ml_evaluate_on_the_held_out_rows():
     assert "MODEL `proj.mlops_models.m1`" in evaluate and "WHERE `_mlops_is_eval`" in evaluate
     assert scored.metrics["roc_auc"] == 0.9 and scored.eval_rows == 200
     assert model_fqn_of("bq://a.b.c") == "a.b.c"
+
+
+# ---------------------------------------------------------------------------------------------- permanent
+
+def _job_error(status: int, reason: str, message: str) -> Exception:
+    """An error as google-cloud-bigquery raises it for a failed job (reasons as bqemulator sends them)."""
+    from google.api_core import exceptions as gexc
+
+    return gexc.from_http_status(status, message, errors=[{"reason": reason, "message": message}])
+
+
+def test_bad_sql_a_missing_column_or_a_missing_table_is_permanent():
+    backend = BigQueryMLBackend(RecordingWarehouse(), "mlops_models")
+    assert backend.is_permanent(_job_error(400, "invalidQuery", 'Referenced column "rings" not found'))
+    assert backend.is_permanent(_job_error(400, "invalid", "Invalid value for OPTIONS"))
+    assert backend.is_permanent(_job_error(404, "notFound", "Not found: Table proj.snap.abalone__d0001"))
+    wrapped = RuntimeError("warehouse refused the statement")
+    wrapped.__cause__ = _job_error(400, "invalidQuery", "Syntax error")
+    assert backend.is_permanent(wrapped)  # as an adapter re-raises it `from` the client's error
+
+
+def test_bad_options_and_an_artifact_that_is_no_bigquery_ml_model_are_permanent():
+    from mlops.ml.errors import ModelOptionsError
+
+    backend = BigQueryMLBackend(RecordingWarehouse(), "mlops_models")
+    assert backend.is_permanent(ModelOptionsError(["l2_reg: must be >= 0"]))
+    with pytest.raises(ValueError) as refused:
+        backend.evaluate(SPEC, "gs://bucket/models/abalone/model.zip", "sha256:x", "proj.snap.abalone__d0001")
+    assert backend.is_permanent(refused.value)
+
+
+def test_load_rate_limits_and_server_errors_are_retried():
+    backend = BigQueryMLBackend(RecordingWarehouse(), "mlops_models")
+    for reason in ("resourcesExceeded", "resourceInUse", "tableUnavailable"):  # 400s that can pass
+        assert not backend.is_permanent(_job_error(400, reason, reason))
+    assert not backend.is_permanent(_job_error(403, "quotaExceeded", "Quota exceeded"))
+    assert not backend.is_permanent(_job_error(429, "rateLimitExceeded", "Exceeded rate limits"))
+    assert not backend.is_permanent(_job_error(500, "backendError", "Backend error"))
+    assert not backend.is_permanent(ConnectionError("reset by peer"))

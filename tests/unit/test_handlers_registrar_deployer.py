@@ -1,4 +1,4 @@
-"""registrar and deployer handlers over fake registry/endpoint ports and the in-memory blob store."""
+"""registrar and deployer handlers over the in-memory registry, endpoint and blob store."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from deployer.handler import Deployer
 from mlops.core.events import Envelope, ModelDeployed, ModelEvaluated, ModelRegistered
 from mlops.core.layout import manifest_path
 from mlops.ports.registry import ModelEndpoint, ModelRegistry, VersionMeta
+from mlops.testing.memory import InMemoryModelRegistry
 from registrar.handler import Registrar
 
-from .conftest import FakeRegistry, envelope_for, make_spec
+from .conftest import envelope_for, make_spec
 
 MODEL = "breast-cancer"
 
@@ -111,7 +112,7 @@ def test_the_same_event_twice_registers_one_version(registrar, registry):
 
 
 def test_a_redelivery_after_a_crash_before_crowning_finishes_the_job(registry):
-    class CrashOnce(FakeRegistry):
+    class CrashOnce(InMemoryModelRegistry):
         armed = False
 
         def move_alias(self, model_id, version_id, alias):

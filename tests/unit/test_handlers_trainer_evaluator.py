@@ -1,4 +1,9 @@
-"""trainer and evaluator handlers over in-memory ports and a fake trainer backend."""
+"""trainer and evaluator handlers over in-memory ports and the scripted trainer backend.
+
+The backend reads the snapshot and checks artifacts for real (only its metrics are scripted), so
+each test has the example events' snapshot in the warehouse and the artifacts they name in the blob
+store; a snapshot of 200 rows is below BigQuery ML's AUTO_SPLIT threshold, so it is not split.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +14,27 @@ import pytest
 from evaluator.handler import Evaluator
 from mlops.core.errors import PermanentError
 from mlops.core.events import DataReady, ModelEvaluated, ModelTrained
+from mlops.ml.artifact import checksum
+from mlops.ml.errors import InvalidInstancesError
 from mlops.ports.registry import VersionMeta
+from mlops.testing.contracts.trainer import SNAPSHOT_ROWS, load_snapshot
 from trainer.handler import RECORD_FILE, Trainer, candidate_id
 
 from .conftest import envelope_for, make_spec
 
 EVENT_ID = "5d1c2a0e-aaaa-4000-8000-000000000001"
+CANDIDATE_URI = "gs://test-bucket/models/breast-cancer/d0002-7f3a9c1e/model.zip"
+CANDIDATE_BYTES = b"the candidate model"
+CHAMPION_URI = "gs://test-bucket/models/breast-cancer/d0001-11111111/model.zip"
+CHAMPION_BYTES = b"the champion model"
 
 
-class SnapshotMissing(Exception):
-    """What a backend raises for a snapshot that is gone: permanent for this input."""
+@pytest.fixture(autouse=True)
+def snapshot_and_artifacts(warehouse, blobs) -> None:
+    """The snapshot the example events name, and the artifacts of the candidate and the champion."""
+    load_snapshot(warehouse, DataReady.example().snapshot_table)
+    blobs.put(CANDIDATE_URI, CANDIDATE_BYTES)
+    blobs.put(CHAMPION_URI, CHAMPION_BYTES)
 
 
 # ---------------------------------------------------------------------------------------------- trainer
@@ -26,7 +42,7 @@ class SnapshotMissing(Exception):
 @pytest.fixture
 def trainer(backend, specs, blobs) -> Trainer:
     specs.put(make_spec())
-    return Trainer(backend, specs, blobs, permanent_errors=(SnapshotMissing,))
+    return Trainer(backend, specs, blobs)
 
 
 def ready() -> DataReady:
@@ -44,13 +60,14 @@ def test_the_trainer_trains_the_spec_on_the_snapshot_and_announces_the_candidate
     assert trained.pipeline == "breast-cancer"
     assert trained.candidate_version == candidate
     assert trained.model_type == "LOGISTIC_REG"
-    assert trained.backend == "fake"
+    assert trained.backend == "scripted"
     assert trained.artifact_uri == f"gs://test-bucket/models/breast-cancer/{candidate}/model.zip"
     assert trained.artifact_checksum.startswith("sha256:") and len(trained.artifact_checksum) == 71
     assert trained.hyperparameters == {"l2_reg": "1.0"}
     assert (trained.feature_columns, trained.label_column) == (["mean_radius", "mean_texture"], "malignant")
     assert (trained.snapshot_table, trained.data_version) == (ready().snapshot_table, "d0002")
-    assert (trained.train_rows, trained.train_seconds) == (80, 0.012346)
+    assert (trained.train_rows, trained.train_seconds) == (SNAPSHOT_ROWS, 0.012346)  # AUTO_SPLIT: no split
+    assert checksum(blobs.get(trained.artifact_uri)) == trained.artifact_checksum
     record = blobs.get(f"models/breast-cancer/{candidate}/{RECORD_FILE}")
     assert ModelTrained.model_validate_json(record) == trained
 
@@ -77,10 +94,17 @@ def test_an_unknown_pipeline_is_a_permanent_error(trainer, backend):
     assert backend.train_calls == []
 
 
-def test_a_backend_error_named_permanent_becomes_a_permanent_error(trainer, backend):
-    backend.train_error = SnapshotMissing("table gone")
-    with pytest.raises(PermanentError, match="table gone"):
-        trainer.handle(ready(), envelope_for(ready()))
+def test_an_error_the_backend_calls_permanent_becomes_a_permanent_error(trainer, backend, blobs):
+    gone = ready().model_copy(update={"snapshot_table": "test-project.mlops_snapshots.breast_cancer__d0009"})
+    with pytest.raises(PermanentError, match="does not exist"):
+        trainer.handle(gone, envelope_for(gone))
+    assert not any(path.endswith(RECORD_FILE) for path in blobs.list("models/"))
+
+
+def test_a_spec_naming_a_column_the_snapshot_lacks_is_a_permanent_error(backend, specs, blobs):
+    specs.put(make_spec(source={"label": "diagnosis"}))
+    with pytest.raises(PermanentError, match="diagnosis"):
+        Trainer(backend, specs, blobs).handle(ready(), envelope_for(ready()))
 
 
 def test_any_other_backend_error_is_left_for_a_retry_and_leaves_no_record(trainer, backend, blobs):
@@ -96,11 +120,8 @@ def test_any_other_backend_error_is_left_for_a_retry_and_leaves_no_record(traine
 
 # ---------------------------------------------------------------------------------------------- evaluator
 
-CHAMPION_URI = "gs://test-bucket/models/breast-cancer/d0001-11111111/model.zip"
-
-
 def add_champion(registry) -> str:
-    meta = VersionMeta(artifact_uri=CHAMPION_URI, artifact_checksum="sha256:" + "1" * 64, metrics={"roc_auc": 0.0})
+    meta = VersionMeta(artifact_uri=CHAMPION_URI, artifact_checksum=checksum(CHAMPION_BYTES), metrics={"roc_auc": 0.0})
     version = registry.register_version("breast-cancer", "breast-cancer", CHAMPION_URI.rsplit("/", 1)[0] + "/",
                                         "img", {"source_event": "e0"}, [], json.dumps(meta.to_json()))
     registry.move_alias("breast-cancer", version.version_id, "champion")
@@ -108,7 +129,9 @@ def add_champion(registry) -> str:
 
 
 def trained_event(**changes) -> ModelTrained:
-    return ModelTrained.example().model_copy(update=changes)
+    """The example `model.trained`, naming the candidate artifact this module stores."""
+    stored = {"artifact_uri": CANDIDATE_URI, "artifact_checksum": checksum(CANDIDATE_BYTES)}
+    return ModelTrained.example().model_copy(update={**stored, **changes})
 
 
 def evaluate(evaluator: Evaluator, trained: ModelTrained | None = None) -> ModelEvaluated:
@@ -120,7 +143,7 @@ def evaluate(evaluator: Evaluator, trained: ModelTrained | None = None) -> Model
 @pytest.fixture
 def evaluator(backend, specs, registry) -> Evaluator:
     specs.put(make_spec())  # roc_auc, minimum 0.8, min_gain 0.01
-    return Evaluator(backend, specs, registry, permanent_errors=(SnapshotMissing,))
+    return Evaluator(backend, specs, registry)
 
 
 def test_with_no_champion_a_candidate_above_the_minimum_is_promoted(evaluator, backend):
@@ -130,7 +153,7 @@ def test_with_no_champion_a_candidate_above_the_minimum_is_promoted(evaluator, b
     assert "no champion" in evaluated.reason
     assert evaluated.champion_version is None and evaluated.champion_metrics == {}
     assert evaluated.metrics == {"roc_auc": 0.91, "accuracy": 0.88}
-    assert evaluated.gate_metric == "roc_auc" and evaluated.eval_rows == 20
+    assert evaluated.gate_metric == "roc_auc" and evaluated.eval_rows == SNAPSHOT_ROWS  # unsplit: all rows
     trained = trained_event()
     for name in ("pipeline", "candidate_version", "model_type", "artifact_uri", "artifact_checksum",
                  "snapshot_table", "data_version"):
@@ -180,6 +203,7 @@ def test_lower_is_better_metrics_are_compared_the_right_way(backend, specs, regi
                         promotion={"metric": "mean_absolute_error", "minimum": 2.8, "min_gain": 0.1}))
     evaluator = Evaluator(backend, specs, registry)
     candidate = trained_event(model_type="LINEAR_REG").artifact_uri
+    assert candidate == CANDIDATE_URI
 
     backend.scores[candidate] = {"mean_absolute_error": 2.0}
     assert evaluate(evaluator).decision == "promote"  # no champion, under the 2.8 ceiling
@@ -200,7 +224,7 @@ def test_lower_is_better_metrics_are_compared_the_right_way(backend, specs, regi
 
 def test_a_champion_that_cannot_be_scored_is_no_bar(evaluator, backend, registry):
     version = add_champion(registry)
-    backend.fail_on[CHAMPION_URI] = SnapshotMissing("features changed")
+    backend.fail_on[CHAMPION_URI] = InvalidInstancesError(["mean_area: the champion's feature is not in the rows"])
     backend.scores[trained_event().artifact_uri] = {"roc_auc": 0.85}
     evaluated = evaluate(evaluator)
     assert evaluated.decision == "promote"
@@ -237,7 +261,15 @@ def test_evaluating_an_unknown_pipeline_is_permanent(evaluator):
         evaluate(evaluator, trained_event(pipeline="no-such-pipeline"))
 
 
-def test_a_permanent_backend_error_on_the_candidate_is_permanent(evaluator, backend):
-    backend.fail_on[trained_event().artifact_uri] = SnapshotMissing("gone")
-    with pytest.raises(PermanentError, match="gone"):
-        evaluate(evaluator)
+def test_a_champion_whose_artifact_fails_its_checksum_is_no_bar(evaluator, backend, registry, blobs):
+    version = add_champion(registry)
+    blobs.put(CHAMPION_URI, b"overwritten since it was registered")
+    backend.scores[trained_event().artifact_uri] = {"roc_auc": 0.85}
+    evaluated = evaluate(evaluator)
+    assert evaluated.decision == "promote"
+    assert evaluated.champion_version == version and evaluated.champion_metrics == {}
+
+
+def test_a_permanent_backend_error_on_the_candidate_is_permanent(evaluator):
+    with pytest.raises(PermanentError, match="checksum mismatch"):
+        evaluate(evaluator, trained_event(artifact_checksum="sha256:" + "0" * 64))

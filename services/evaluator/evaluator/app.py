@@ -17,9 +17,8 @@ SERVICE = "evaluator"
 def create_app() -> Flask:
     settings = load_settings(TrainingSettings, SERVICE)
     configure_logging(settings.service, settings.log_level)
-    backend, permanent_errors = runtime.trainer_backend(settings)
+    backend = runtime.trainer_backend(settings)
     backend.warm_up()
     metrics = runtime.metrics_sink(settings)
-    evaluator = Evaluator(backend, runtime.spec_store(settings), runtime.model_registry(settings), permanent_errors,
-                          metrics=metrics)
+    evaluator = Evaluator(backend, runtime.spec_store(settings), runtime.model_registry(settings), metrics=metrics)
     return runtime.push_app(settings, {ModelTrained.EVENT_TYPE: Route(evaluator.handle)}, metrics=metrics)

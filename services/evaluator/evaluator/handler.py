@@ -23,21 +23,25 @@ log = structlog.get_logger("evaluator")
 
 class Evaluator:
     def __init__(self, backend: TrainerBackend, specs: SpecStore, registry: ModelRegistry,
-                 permanent_errors: tuple[type[Exception], ...] = (), metrics: MetricsSink | None = None):
+                 metrics: MetricsSink | None = None):
         self._backend = backend
         self._specs = specs
         self._registry = registry
         self._metrics = metrics or NullMetrics()
-        self._permanent_errors = (UnknownPipeline, *permanent_errors)
 
     def handle(self, trained: ModelTrained, envelope: Envelope) -> list[ModelEvaluated]:
         started = time.perf_counter()
         try:
             spec = self._specs.get(trained.pipeline)
+        except UnknownPipeline as error:
+            raise PermanentError(f"cannot evaluate {trained.candidate_version}: {error}") from error
+        try:
             candidate = self._backend.evaluate(spec, trained.artifact_uri, trained.artifact_checksum,
                                                trained.snapshot_table)
-        except self._permanent_errors as error:
-            raise PermanentError(f"cannot evaluate {trained.candidate_version}: {error}") from error
+        except Exception as error:
+            if self._backend.is_permanent(error):
+                raise PermanentError(f"cannot evaluate {trained.candidate_version}: {error}") from error
+            raise
         champion_version, champion_metrics = self._champion(spec, trained)
         verdict = judge(spec.promotion, candidate.metrics, champion_metrics, champion_version)
         log.info("evaluated", candidate=trained.candidate_version, decision=verdict.decision, reason=verdict.reason)
@@ -63,7 +67,9 @@ class Evaluator:
         meta = VersionMeta.of(champion)
         try:
             scored = self._backend.evaluate(spec, meta.artifact_uri, meta.artifact_checksum, trained.snapshot_table)
-        except self._permanent_errors as error:
+        except Exception as error:
+            if not self._backend.is_permanent(error):
+                raise
             # A champion that cannot score these rows (say the spec's features changed) is no bar.
             log.warning("champion cannot be scored on this snapshot", champion=champion.version_id, error=str(error))
             return champion.version_id, None

@@ -17,7 +17,7 @@ SERVICE = "trainer"
 def create_app() -> Flask:
     settings = load_settings(TrainingSettings, SERVICE)
     configure_logging(settings.service, settings.log_level)
-    backend, permanent_errors = runtime.trainer_backend(settings)
+    backend = runtime.trainer_backend(settings)
     backend.warm_up()
-    trainer = Trainer(backend, runtime.spec_store(settings), runtime.blob_store(settings), permanent_errors)
+    trainer = Trainer(backend, runtime.spec_store(settings), runtime.blob_store(settings))
     return runtime.push_app(settings, {DataReady.EVENT_TYPE: Route(trainer.handle)})

@@ -25,12 +25,10 @@ def candidate_id(data_version: str, event_id: str) -> str:
 
 
 class Trainer:
-    def __init__(self, backend: TrainerBackend, specs: SpecStore, blobs: BlobStore,
-                 permanent_errors: tuple[type[Exception], ...] = ()):
+    def __init__(self, backend: TrainerBackend, specs: SpecStore, blobs: BlobStore):
         self._backend = backend
         self._specs = specs
         self._blobs = blobs
-        self._permanent_errors = (UnknownPipeline, *permanent_errors)
 
     def handle(self, ready: DataReady, envelope: Envelope) -> list[ModelTrained]:
         candidate = candidate_id(ready.data_version, envelope.id)
@@ -41,9 +39,14 @@ class Trainer:
             return [ModelTrained.model_validate_json(self._blobs.get(record))]
         try:
             spec = self._specs.get(ready.pipeline)
+        except UnknownPipeline as error:
+            raise PermanentError(f"cannot train {ready.pipeline}: {error}") from error
+        try:
             artifact = self._backend.train(spec, ready.snapshot_table, artifact_dir)
-        except self._permanent_errors as error:
-            raise PermanentError(f"cannot train {ready.pipeline} on {ready.snapshot_table}: {error}") from error
+        except Exception as error:
+            if self._backend.is_permanent(error):
+                raise PermanentError(f"cannot train {ready.pipeline} on {ready.snapshot_table}: {error}") from error
+            raise
         trained = ModelTrained(
             pipeline=ready.pipeline, candidate_version=candidate, model_type=spec.model.type,
             backend=self._backend.name, artifact_uri=artifact.artifact_uri, artifact_checksum=artifact.checksum,

@@ -16,30 +16,57 @@ import hashlib
 import json
 import time
 
+from google.api_core import exceptions as gexc
+
 from mlops.adapters.bqml import create_model_sql, eval_rows_sql, evaluate_sql
 from mlops.core.spec import PipelineSpec
+from mlops.ml.errors import InputError
 from mlops.ml.options import parse_model_options
 from mlops.ports.trainer import Evaluation, TrainedArtifact
-from mlops.ports.warehouse import Warehouse
+from mlops.ports.warehouse import SqlReader
 
 BQ_SCHEME = "bq://"
+# BigQuery job error reasons (google.cloud.bigquery.job.base._ERROR_REASON_TO_EXCEPTION) that a 400
+# carries for a statement BigQuery will never run: bad SQL, a column or option it rejects. Other 400
+# reasons (resourceInUse, tableUnavailable, resourcesExceeded, billingTierLimitExceeded) can pass.
+PERMANENT_BAD_REQUEST_REASONS = frozenset({"invalid", "invalidQuery"})
+
+
+class NotABigQueryMLModel(InputError):
+    """An artifact URI that names no BigQuery ML model: the same URI never will."""
 
 
 def model_fqn_of(artifact_uri: str) -> str:
     if not artifact_uri.startswith(BQ_SCHEME):
-        raise ValueError(f"{artifact_uri!r} is not a BigQuery ML model (bq://project.dataset.model)")
+        raise NotABigQueryMLModel(f"{artifact_uri!r} is not a BigQuery ML model (bq://project.dataset.model)")
     return artifact_uri[len(BQ_SCHEME):]
 
 
 class BigQueryMLBackend:
     name = "bqml"
 
-    def __init__(self, warehouse: Warehouse, models_dataset: str):
+    def __init__(self, warehouse: SqlReader, models_dataset: str):
         self._warehouse = warehouse
         self._models_dataset = models_dataset
 
     def warm_up(self) -> None:
         """Nothing to warm: BigQuery does the work."""
+
+    def is_permanent(self, error: Exception) -> bool:
+        """Bad options or an artifact URI that names no BigQuery ML model (mlops.ml's input errors);
+        a statement BigQuery rejects as invalid (a 400 for bad SQL, or a column the snapshot lacks);
+        or a snapshot, dataset or model that does not exist (404: snapshots and models are never
+        recreated under the same name, so a retry finds nothing either). The client's error may
+        arrive wrapped by the warehouse adapter: its causes are looked at too."""
+        cause: BaseException | None = error
+        while cause is not None:
+            if isinstance(cause, InputError | gexc.NotFound):
+                return True
+            if isinstance(cause, gexc.BadRequest):
+                reasons = {e.get("reason") for e in cause.errors if isinstance(e, dict)} - {None}
+                return not reasons or bool(reasons & PERMANENT_BAD_REQUEST_REASONS)
+            cause = cause.__cause__
+        return False
 
     def _row_count(self, table: str) -> int:
         return int(self._warehouse.query(f"SELECT COUNT(*) AS n FROM `{table}`")[0]["n"])

@@ -31,6 +31,7 @@ class CloudMonitoringMetrics:
         self._client = client or monitoring_v3.MetricServiceClient()
         self._interval = interval
         self._pending: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self.dropped = 0  # points lost to failed writes
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="cloud-monitoring", daemon=True)
         self._thread.start()
@@ -58,12 +59,15 @@ class CloudMonitoringMetrics:
         if not pending:
             return 0
         now = time.time()
-        batch = [self.series(name, labels, value, now) for (name, labels), value in pending.items()]
         try:
+            # Built inside the guard too: a point the API types cannot hold must not end the writer thread.
+            batch = [self.series(name, labels, value, now) for (name, labels), value in pending.items()]
             for start in range(0, len(batch), 200):  # the API takes at most 200 series per call
                 self._client.create_time_series(name=f"projects/{self._project}", time_series=batch[start:start + 200])
         except Exception as error:  # noqa: BLE001 - monitoring must never break a stage
-            log.warning("metrics write failed; points dropped", error=repr(error), points=len(batch))
+            log.warning("metrics write failed; points dropped", error=repr(error), points=len(pending))
+            with self._lock:
+                self.dropped += len(pending)
             return 0
         return len(batch)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
+import google.cloud.storage as storage
 from google.api_core.exceptions import NotFound
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
 
-from mlops.ports.blobs import BlobNotFound, split_uri
+from mlops.ports.blobs import BlobNotFound, BucketNotFound, split_uri
 
 
 def storage_client(project: str) -> storage.Client:
@@ -28,7 +28,10 @@ class GcsBlobStore:
 
     def put(self, path: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         blob = self._blob(path)
-        blob.upload_from_string(data, content_type=content_type)
+        try:
+            blob.upload_from_string(data, content_type=content_type)
+        except NotFound:
+            raise BucketNotFound(f"no bucket {blob.bucket.name!r}") from None
         return f"gs://{blob.bucket.name}/{blob.name}"
 
     def get(self, uri_or_path: str) -> bytes:

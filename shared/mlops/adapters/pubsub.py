@@ -2,7 +2,8 @@
 
 A payload that does not fit its schema never leaves the process: `publish_payload` lists every
 problem at once (`EventValidationError`). Pub/Sub (and the emulator) check the schema again at the
-topic, so a client that bypasses this still cannot put a bad event on the bus.
+topic, so a client that bypasses this still cannot put a bad event on the bus; that refusal (and a
+missing topic) reaches the caller through the future as the port's `MessageRefused` / `TopicNotFound`.
 """
 
 from __future__ import annotations
@@ -10,15 +11,39 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Any
 
+from google.api_core.exceptions import InvalidArgument, NotFound
 from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.types import BatchSettings
 
 from mlops.core.events import Envelope, Event, build, encode
 from mlops.core.events.envelope import new_envelope
+from mlops.ports.bus import MessageRefused, TopicNotFound
 
 
 def topic_path(project: str, topic_id: str) -> str:
     return f"projects/{project}/topics/{topic_id}"
+
+
+def _in_port_terms(sent: Future[str], topic_id: str) -> Future[str]:
+    """A future settled as `sent` is, with Pub/Sub's refusals renamed to the port's exceptions."""
+    settled: Future[str] = Future()
+
+    def settle(done: Future[str]) -> None:
+        if done.cancelled():
+            settled.cancel()
+            return
+        error = done.exception()
+        if error is None:
+            settled.set_result(done.result())
+        elif isinstance(error, InvalidArgument):
+            settled.set_exception(MessageRefused(f"{topic_id} refused the message: {error.message}"))
+        elif isinstance(error, NotFound):
+            settled.set_exception(TopicNotFound(f"topic {topic_id!r} not found: {error.message}"))
+        else:
+            settled.set_exception(error)
+
+    sent.add_done_callback(settle)
+    return settled
 
 
 class PubSubEventBus:
@@ -38,7 +63,7 @@ class PubSubEventBus:
         return self.publish_raw(event.EVENT_TYPE, encode(event), envelope.to_attributes())
 
     def publish_raw(self, topic_id: str, data: bytes, attributes: dict[str, str]) -> Future[str]:
-        return self._client.publish(topic_path(self.project, topic_id), data, **attributes)
+        return _in_port_terms(self._client.publish(topic_path(self.project, topic_id), data, **attributes), topic_id)
 
     def publish_payload(self, event_type: str, payload: dict[str, Any], service: str, **links: str) -> str:
         """Validate a plain payload, publish it as a new event, and wait for the message id."""

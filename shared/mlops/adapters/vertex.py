@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import TypedDict
 from urllib.parse import urlsplit
 
 from google.api_core import exceptions as gexc
@@ -87,6 +88,12 @@ def vertex_init(
     )
 
 
+class _Where(TypedDict):
+    project: str
+    location: str
+    credentials: Credentials | None
+
+
 def _aware(ts: datetime | None) -> datetime:
     if ts is None:
         return datetime.fromtimestamp(0, UTC)
@@ -118,7 +125,7 @@ class _VertexBase:
     def _parent(self) -> str:
         return f"projects/{self.project}/locations/{self.location}"
 
-    def _where(self) -> dict[str, object]:
+    def _where(self) -> _Where:
         """Explicit project/location/credentials for every SDK call, not just the global init."""
         return {"project": self.project, "location": self.location, "credentials": self.credentials}
 

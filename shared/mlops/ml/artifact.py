@@ -28,6 +28,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from mlops.ml.drift import DriftReference
+from mlops.ml.errors import InputError
 from mlops.ml.features import FeatureKind, FeatureSpec
 from mlops.ml.model import TrainedModel, TrainingSummary
 from mlops.ml.options import ModelType, parse_model_options
@@ -52,7 +53,7 @@ _LIBRARIES = ("scikit-learn", "numpy", "scipy", "skops")
 _ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 
 
-class ArtifactError(ValueError):
+class ArtifactError(InputError):
     """The bytes are not a loadable model artifact."""
 
 

@@ -1,13 +1,19 @@
 """What can go wrong with a model's options, its training rows or the instances it is asked to score.
 
 Each is a mistake in the input, not a fault of the machine: retrying the same input cannot help,
-so a trainer backend counts them as permanent (`TrainerBackend.is_permanent`).
+so a trainer backend counts them as permanent (`TrainerBackend.is_permanent`). They share one base,
+`InputError`, with the other input errors of this package (`mlops.ml.split.SplitError`,
+`mlops.ml.artifact.ArtifactError`), so that decision is one isinstance check.
 """
 
 from __future__ import annotations
 
 
-class ModelOptionsError(ValueError):
+class InputError(ValueError):
+    """A mistake in the input (options, rows, artifact, instances): the same input fails the same way."""
+
+
+class ModelOptionsError(InputError):
     """Bad CREATE MODEL options; `problems` names every offending option."""
 
     def __init__(self, problems: list[str]):
@@ -15,7 +21,7 @@ class ModelOptionsError(ValueError):
         super().__init__("invalid model options: " + "; ".join(problems))
 
 
-class InvalidInstancesError(ValueError):
+class InvalidInstancesError(InputError):
     """Prediction instances that don't fit the model's features; `problems` lists every one of them."""
 
     def __init__(self, problems: list[str]):
@@ -23,9 +29,9 @@ class InvalidInstancesError(ValueError):
         super().__init__("invalid instances: " + "; ".join(problems))
 
 
-class UnsupportedLocallyError(ValueError):
+class UnsupportedLocallyError(InputError):
     """A valid BigQuery ML option value that the scikit-learn backend cannot reproduce."""
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(InputError):
     """The rows can't train this model (no rows, a label with one class, a column of mixed types...)."""

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from mlops.ml.errors import InputError
+
 # The column `mlops ingest` adds to every source row; its value never changes once written.
 ROW_KEY_COLUMN = "_row_id"
 EVAL_BUCKETS = 10_000
@@ -55,7 +57,7 @@ class DataSplitMethod(StrEnum):
     CUSTOM = "CUSTOM"
 
 
-class SplitError(ValueError):
+class SplitError(InputError):
     """The rows can't be split as asked (a missing key or split column, a non-BOOL CUSTOM column...)."""
 
 

@@ -2,21 +2,46 @@
 
 `mlops.adapters.pubsub.PubSubEventBus` sends to Pub/Sub (or its emulator); the in-memory bus in
 `mlops.testing.memory` records messages for unit tests. Both pass `mlops.testing.contracts.bus`.
+
+A topic named after an event type carries that event's Avro schema (JSON encoding) and refuses
+bytes that do not fit it; the dead-letter topic has no schema and takes anything. Refusals arrive
+through the returned future, as Pub/Sub reports them, with the port's exception types. A message
+that passed a topic's schema arrives with the attributes it was sent with plus Pub/Sub's own
+`SCHEMA_ATTRIBUTES` (which a consumer's envelope keeps in `extra`).
 """
 
 from __future__ import annotations
 
 from concurrent.futures import Future
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from mlops.core.events import Envelope, Event
 
+# Added by Pub/Sub to every message of a topic with a schema: the schema's resource name, its
+# revision, and the encoding (always JSON here).
+SCHEMA_NAME_ATTRIBUTE = "googclient_schemaname"
+SCHEMA_REVISION_ATTRIBUTE = "googclient_schemarevisionid"
+SCHEMA_ENCODING_ATTRIBUTE = "googclient_schemaencoding"
+SCHEMA_ATTRIBUTES = (SCHEMA_NAME_ATTRIBUTE, SCHEMA_REVISION_ATTRIBUTE, SCHEMA_ENCODING_ATTRIBUTE)
 
+
+class MessageRefused(ValueError):
+    """The topic refused the message: its bytes do not fit the topic's schema."""
+
+
+class TopicNotFound(LookupError):
+    """No topic of that name (topics exist only once provisioned)."""
+
+
+@runtime_checkable
 class EventBus(Protocol):
     def publish(self, event: Event, envelope: Envelope) -> Future[str]:
-        """Send a typed event with its envelope; the future resolves to the message id."""
+        """Send a typed event with its envelope (as Pub/Sub attributes) to the topic named by its
+        type; the future resolves to the message id. An envelope of another event type raises
+        ValueError at once, and nothing is sent."""
         ...
 
     def publish_raw(self, topic_id: str, data: bytes, attributes: dict[str, str]) -> Future[str]:
-        """Send bytes as they are (dead letters, replays of archived messages)."""
+        """Send bytes as they are (dead letters, replays of archived messages); the future resolves
+        to the message id, or fails with MessageRefused or TopicNotFound."""
         ...

@@ -31,10 +31,12 @@ class SpecStore:
             self._cache.pop(spec.name, None)
         return uri
 
-    def get(self, name: str) -> PipelineSpec:
+    def get(self, name: str, fresh: bool = False) -> PipelineSpec:
+        """The spec as applied; `fresh` reads the bucket even within the cache's time (a reader that
+        must see a spec applied a moment ago: the data-watcher, right after `mlops pipeline apply`)."""
         with self._lock:
             cached = self._cache.get(name)
-        if cached and time.monotonic() - cached[0] < self._cache_seconds:
+        if cached and not fresh and time.monotonic() - cached[0] < self._cache_seconds:
             return cached[1]
         path = spec_path(name)
         try:

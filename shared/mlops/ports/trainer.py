@@ -36,7 +36,18 @@ class TrainerBackend(Protocol):
         """Pay one-off start-up costs before the service reports healthy (may do nothing)."""
 
     def train(self, spec: PipelineSpec, snapshot_table: str, artifact_dir: str) -> TrainedArtifact:
-        """Fit on the training side of the snapshot's split; store the artifact under `artifact_dir`."""
+        """Fit on the training side of the snapshot's split; store the artifact under `artifact_dir`.
+
+        `train_rows` counts the training side only; `hyperparameters` are the spec's options as
+        validated, by BigQuery ML option name, each value JSON-encoded."""
 
     def evaluate(self, spec: PipelineSpec, artifact_uri: str, checksum: str, snapshot_table: str) -> Evaluation:
-        """ML.EVALUATE-style metrics of a model on the eval side of the snapshot's split."""
+        """ML.EVALUATE-style metrics of a model on the eval side of the snapshot's split, under
+        BigQuery ML's metric names for the model type. Deterministic: the same model on the same
+        snapshot scores the same. A model whose checksum is not `checksum` is refused."""
+
+    def is_permanent(self, error: Exception) -> bool:
+        """Whether `error`, raised by `train` or `evaluate`, would recur on every retry of the same
+        input (bad options or rows, a missing column or snapshot, an artifact that fails its
+        checksum): the service then dead-letters the event at once instead of letting Pub/Sub retry.
+        Anything else (a network error, a quota) is worth a retry and answers False."""

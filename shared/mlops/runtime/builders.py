@@ -8,7 +8,8 @@ service image installs only the client libraries of the ports it uses (pyproject
 from __future__ import annotations
 
 from mlops.adapters.pubsub import PubSubEventBus
-from mlops.core.settings import CommonSettings
+from mlops.core.settings import CommonSettings, TrainingSettings
+from mlops.ports.trainer import TrainerBackend
 
 
 def event_bus(settings: CommonSettings) -> PubSubEventBus:
@@ -46,20 +47,16 @@ def model_endpoint(settings: CommonSettings):  # -> VertexEndpoint
     return VertexEndpoint(settings.project, settings.location, settings.vertex_endpoint)
 
 
-def trainer_backend(settings):  # settings: TrainingSettings -> TrainerBackend
-    """The backend named by MLOPS_TRAINER_BACKEND, and the errors that make its failures permanent."""
-    from mlops.ml.artifact import ArtifactError
-    from mlops.ml.errors import ModelOptionsError, TrainingDataError
-    from mlops.ml.split import SplitError
-
-    permanent = (ModelOptionsError, TrainingDataError, SplitError, ArtifactError)
+def trainer_backend(settings: TrainingSettings) -> TrainerBackend:
+    """The backend named by MLOPS_TRAINER_BACKEND. It also says which of its failures are permanent
+    (`TrainerBackend.is_permanent`): that depends on the backend's clients, so it lives there."""
     if settings.trainer_backend == "bqml":
         from mlops.adapters.bqml_backend import BigQueryMLBackend
 
-        return BigQueryMLBackend(warehouse(settings), settings.dataset), permanent
+        return BigQueryMLBackend(warehouse(settings), settings.dataset)
     from mlops.adapters.sklearn_backend import SklearnBackend
 
-    return SklearnBackend(warehouse(settings), blob_store(settings)), permanent
+    return SklearnBackend(warehouse(settings), blob_store(settings))
 
 
 def metrics_sink(settings: CommonSettings):  # -> MetricsSink

@@ -6,6 +6,12 @@ adapter, so a behaviour a unit test relies on here is one the real adapter has t
 
 from mlops.testing.memory.blobs import InMemoryBlobStore
 from mlops.testing.memory.bus import InMemoryEventBus, Published
+from mlops.testing.memory.metrics import InMemoryMetrics, MetricPoint
+from mlops.testing.memory.registry import InMemoryModelEndpoint, InMemoryModelRegistry
+from mlops.testing.memory.trainer import ScriptedTrainerBackend
 from mlops.testing.memory.warehouse import InMemoryWarehouse
 
-__all__ = ["InMemoryBlobStore", "InMemoryEventBus", "InMemoryWarehouse", "Published"]
+__all__ = [
+    "InMemoryBlobStore", "InMemoryEventBus", "InMemoryMetrics", "InMemoryModelEndpoint", "InMemoryModelRegistry",
+    "InMemoryWarehouse", "MetricPoint", "Published", "ScriptedTrainerBackend",
+]

@@ -1,0 +1,282 @@
+"""The contract of the warehouse port (`mlops.ports.warehouse`), written once.
+
+`WarehouseContract` needs a `warehouse` fixture: a warehouse of its own for each test (the emulator
+suite takes a project of its own), provisioned as `mlops up` provisions one: both datasets and the
+system tables of `mlops.core.topology.TABLES`, nothing else.
+
+What is pinned here is what the BigQuery adapter does on bqemulator and what the loop relies on: the
+data-watcher (source status, snapshots and their records, late labels), the trainer and evaluator
+(reading a snapshot's rows in a stable order), the inference-logger (has_rows before inserting) and
+`mlops ingest` (all-or-nothing inserts into tables that must exist).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN
+from mlops.core.topology import LABELS_TABLE, PREDICTIONS_TABLE, SNAPSHOTS_TABLE, TABLES
+from mlops.ports.warehouse import Column, Row, SnapshotRecord, TableNotFound, Warehouse, WarehouseError
+
+T0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+T1, T2, T3 = (T0 + timedelta(hours=h) for h in (1, 2, 3))
+SOURCE = "source"
+SOURCE_COLUMNS: list[Column] = [
+    (ROW_ID_COLUMN, "STRING", "REQUIRED"),
+    (INGESTED_AT_COLUMN, "TIMESTAMP", "REQUIRED"),
+    ("x", "FLOAT64", "NULLABLE"),
+    ("n", "INT64", "NULLABLE"),
+    ("flag", "BOOL", "NULLABLE"),
+    ("label", "STRING", "NULLABLE"),
+]
+
+
+def source_rows(ids: list[str], at: datetime) -> list[Row]:
+    """Rows of the source table landed at `at`, their values derived from the row id."""
+    return [{ROW_ID_COLUMN: rid, INGESTED_AT_COLUMN: at.isoformat(), "x": float(len(rid)), "n": len(rid),
+             "flag": True, "label": f"label-of-{rid}"} for rid in ids]
+
+
+def with_source(warehouse: Warehouse, *batches: tuple[list[str], datetime]) -> Warehouse:
+    warehouse.ensure_table(SOURCE, SOURCE_COLUMNS)
+    for ids, at in batches:
+        warehouse.insert_rows(SOURCE, source_rows(ids, at))
+    return warehouse
+
+
+def row_ids(warehouse: Warehouse, table: str, dataset: str | None = None) -> list[str]:
+    return [r[ROW_ID_COLUMN] for r in warehouse.read_rows(table, [ROW_ID_COLUMN], dataset=dataset)]
+
+
+def prediction(pipeline: str, request_id: str, features: dict[str, Any], event_id: str = "evt-1") -> Row:
+    return {"event_id": event_id, "pipeline": pipeline, "request_id": request_id, "model_version": "1",
+            "features": json.dumps(features), "predicted_label": "1", "predicted_value": None, "score": 0.7,
+            "latency_ms": 1.5, "predicted_at": T1.isoformat()}
+
+
+def label(pipeline: str, request_id: str, value: str) -> Row:
+    return {"pipeline": pipeline, "request_id": request_id, "label": value, "labeled_at": T2.isoformat()}
+
+
+def snapshot_record(pipeline: str, version: int, created_at: datetime, *, drift: float | None = None,
+                    spec_hash: str | None = None) -> SnapshotRecord:
+    return SnapshotRecord(
+        pipeline=pipeline, data_version=f"d{version:04d}", snapshot_table=f"p.s.{pipeline}__d{version:04d}",
+        total_rows=10 * version, new_rows=version, watermark=T1 + timedelta(minutes=version), trigger="new_rows",
+        source_event_id=f"tick-{pipeline}-{version}", created_at=created_at, drift_score=drift, spec_hash=spec_hash,
+    )
+
+
+class WarehouseContract:
+    """Every Warehouse: tables, typed rows, snapshots and the loop's queries, as BigQuery keeps them."""
+
+    @pytest.fixture
+    def warehouse(self) -> Warehouse:
+        raise NotImplementedError("a concrete contract test class provides the `warehouse` fixture")
+
+    def test_it_implements_the_port(self, warehouse: Warehouse) -> None:
+        assert isinstance(warehouse, Warehouse)
+
+    # -- tables ----------------------------------------------------------------------------------
+    def test_a_table_that_does_not_exist_has_no_columns(self, warehouse: Warehouse) -> None:
+        assert warehouse.table_columns("no_such_table") is None
+
+    def test_the_system_tables_exist_once_provisioned(self, warehouse: Warehouse) -> None:
+        for table, columns in TABLES.items():
+            assert warehouse.table_columns(table) == [(name, kind) for name, kind, _ in columns], table
+
+    def test_an_ensured_table_has_its_columns_in_order(self, warehouse: Warehouse) -> None:
+        warehouse.ensure_table(SOURCE, SOURCE_COLUMNS)
+        assert warehouse.table_columns(SOURCE) == [(name, kind) for name, kind, _ in SOURCE_COLUMNS]
+        assert warehouse.table_columns(warehouse.qualified(SOURCE)) == warehouse.table_columns(SOURCE)
+
+    def test_column_types_come_back_in_googlesql_names(self, warehouse: Warehouse) -> None:
+        # BigQuery's API answers INTEGER/FLOAT/BOOLEAN; the data-watcher casts labels by these names.
+        warehouse.ensure_table("legacy", [("i", "INTEGER", "NULLABLE"), ("f", "FLOAT", "NULLABLE"),
+                                          ("b", "BOOLEAN", "NULLABLE")])
+        assert warehouse.table_columns("legacy") == [("i", "INT64"), ("f", "FLOAT64"), ("b", "BOOL")]
+
+    def test_ensuring_an_existing_table_keeps_it_and_its_rows(self, warehouse: Warehouse) -> None:
+        with_source(warehouse, (["r1"], T1))
+        warehouse.ensure_table(SOURCE, [("other", "STRING", "NULLABLE")])
+        assert warehouse.table_columns(SOURCE) == [(name, kind) for name, kind, _ in SOURCE_COLUMNS]
+        assert row_ids(warehouse, SOURCE) == ["r1"]
+
+    # -- inserting -------------------------------------------------------------------------------
+    def test_rows_come_back_typed_by_their_columns(self, warehouse: Warehouse) -> None:
+        warehouse.ensure_table(SOURCE, SOURCE_COLUMNS)
+        plus_two = timezone(timedelta(hours=2))
+        warehouse.insert_rows(SOURCE, [
+            # JSON-ready values as the loop writes them: numbers, words, RFC 3339 times ...
+            {ROW_ID_COLUMN: "r1", INGESTED_AT_COLUMN: "2026-11-22T07:00:00Z", "x": 1, "n": "7", "flag": "true",
+             "label": "a"},
+            # ... and a datetime, in any zone, or without one (read as UTC, as BigQuery does).
+            {ROW_ID_COLUMN: "r2", INGESTED_AT_COLUMN: datetime(2026, 11, 22, 9, 0, tzinfo=plus_two), "x": 2.5,
+             "n": 8, "flag": False, "label": None},
+            {ROW_ID_COLUMN: "r3", INGESTED_AT_COLUMN: datetime(2026, 11, 22, 7, 30), "x": None, "n": None,
+             "flag": None, "label": "c"},
+        ])
+        columns = [name for name, _, _ in SOURCE_COLUMNS]
+        r1, r2, r3 = warehouse.read_rows(SOURCE, columns)
+        assert r1 == {ROW_ID_COLUMN: "r1", INGESTED_AT_COLUMN: T1, "x": 1.0, "n": 7, "flag": True, "label": "a"}
+        assert r2 == {ROW_ID_COLUMN: "r2", INGESTED_AT_COLUMN: T1, "x": 2.5, "n": 8, "flag": False, "label": None}
+        assert r3 == {ROW_ID_COLUMN: "r3", INGESTED_AT_COLUMN: T1 + timedelta(minutes=30), "x": None, "n": None,
+                      "flag": None, "label": "c"}
+        assert type(r1["x"]) is float and type(r1["n"]) is int and type(r1["flag"]) is bool
+        assert all(r[INGESTED_AT_COLUMN].utcoffset() == timedelta(0) for r in (r1, r2, r3))
+
+    def test_a_row_that_does_not_fit_refuses_the_whole_batch(self, warehouse: Warehouse) -> None:
+        warehouse.ensure_table(SOURCE, SOURCE_COLUMNS)
+        good, bad = source_rows(["r1", "r2"], T1)
+        bad["n"] = "not a number"
+        with pytest.raises(WarehouseError):
+            warehouse.insert_rows(SOURCE, [good, bad])
+        assert warehouse.read_rows(SOURCE, [ROW_ID_COLUMN]) == []  # all or none: a retry cannot duplicate
+
+    def test_inserting_into_a_table_that_does_not_exist_raises(self, warehouse: Warehouse) -> None:
+        with pytest.raises(TableNotFound):
+            warehouse.insert_rows("no_such_table", source_rows(["r1"], T1))
+        assert warehouse.table_columns("no_such_table") is None  # and did not create it
+
+    def test_row_ids_are_one_per_row(self, warehouse: Warehouse) -> None:
+        warehouse.ensure_table(SOURCE, SOURCE_COLUMNS)
+        with pytest.raises(ValueError):
+            warehouse.insert_rows(SOURCE, source_rows(["r1", "r2"], T1), row_ids=["only-one"])
+        assert row_ids(warehouse, SOURCE) == []
+
+    def test_row_ids_do_not_deduplicate_a_retried_insert(self, warehouse: Warehouse) -> None:
+        # bqemulator ignores insertIds and BigQuery honours them on a best-effort basis only, so the
+        # loop never counts on them (see the port): both copies land here, in memory as on the emulator.
+        warehouse.ensure_table(SOURCE, SOURCE_COLUMNS)
+        for _ in range(2):
+            warehouse.insert_rows(SOURCE, source_rows(["r1"], T1), row_ids=["evt-1/0"])
+        assert row_ids(warehouse, SOURCE) == ["r1", "r1"]
+
+    def test_has_rows_finds_a_value_in_a_column(self, warehouse: Warehouse) -> None:
+        # The inference-logger's guard: a redelivered prediction batch is found by its event id.
+        warehouse.insert_rows(PREDICTIONS_TABLE, [prediction("p", "req-1", {"a": 1}, event_id="evt-1")],
+                              row_ids=["evt-1/0"])
+        assert warehouse.has_rows(PREDICTIONS_TABLE, "event_id", "evt-1")
+        assert not warehouse.has_rows(PREDICTIONS_TABLE, "event_id", "evt-2")
+        assert not warehouse.has_rows(PREDICTIONS_TABLE, "request_id", "evt-1")
+        with pytest.raises(TableNotFound):
+            warehouse.has_rows("no_such_table", "event_id", "evt-1")
+
+    # -- source status and snapshots -------------------------------------------------------------
+    def test_source_status_counts_rows_new_after_a_time_and_the_watermark(self, warehouse: Warehouse) -> None:
+        with_source(warehouse)
+        empty = warehouse.source_status(SOURCE, None)
+        assert (empty.total_rows, empty.new_rows, empty.watermark) == (0, 0, None)
+        with_source(warehouse, (["r1", "r2", "r3"], T1), (["r4", "r5"], T2))
+        everything = warehouse.source_status(SOURCE, None)
+        assert (everything.total_rows, everything.new_rows, everything.watermark) == (5, 5, T2)
+        assert warehouse.source_status(SOURCE, T1).new_rows == 2  # strictly after
+        assert warehouse.source_status(SOURCE, T2).new_rows == 0
+        assert warehouse.source_status(SOURCE, T0).new_rows == 5
+        with pytest.raises(TableNotFound):
+            warehouse.source_status("no_such_table", None)
+
+    def test_a_snapshot_holds_the_rows_ingested_up_to_its_time(self, warehouse: Warehouse) -> None:
+        with_source(warehouse, (["r1", "r2"], T1), (["r3"], T2), (["r4"], T3))
+        assert warehouse.create_snapshot(SOURCE, "source__d0001", T2) == 3  # up to, inclusive
+        snapshot = warehouse.qualified("source__d0001", warehouse.snapshot_dataset)
+        assert row_ids(warehouse, snapshot) == ["r1", "r2", "r3"]
+        assert warehouse.table_columns(snapshot) == warehouse.table_columns(SOURCE)
+        assert warehouse.table_columns("source__d0001") is None  # not in the main dataset
+
+    def test_an_existing_snapshot_is_kept_as_it_is(self, warehouse: Warehouse) -> None:
+        with_source(warehouse, (["r1"], T1))
+        assert warehouse.create_snapshot(SOURCE, "source__d0001", T1) == 1
+        with_source(warehouse, (["r2", "r3"], T2))
+        assert warehouse.create_snapshot(SOURCE, "source__d0001", T3) == 1
+        assert row_ids(warehouse, "source__d0001", dataset=warehouse.snapshot_dataset) == ["r1"]
+
+    def test_a_snapshot_of_a_table_that_does_not_exist_raises(self, warehouse: Warehouse) -> None:
+        with pytest.raises(TableNotFound):
+            warehouse.create_snapshot("no_such_table", "no_such_table__d0001", T1)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def test_rows_are_read_in_row_id_order_with_only_the_columns_asked(self, warehouse: Warehouse) -> None:
+        # The eval split and drift samples depend on a stable order, whatever the order of arrival.
+        with_source(warehouse, (["r3", "r1"], T1), (["r2", "R0"], T2))
+        assert warehouse.read_rows(SOURCE, ["n", ROW_ID_COLUMN]) == [
+            {"n": 2, ROW_ID_COLUMN: "R0"}, {"n": 2, ROW_ID_COLUMN: "r1"},
+            {"n": 2, ROW_ID_COLUMN: "r2"}, {"n": 2, ROW_ID_COLUMN: "r3"},
+        ]
+        assert warehouse.read_rows(SOURCE, ["label"])[0] == {"label": "label-of-R0"}
+
+    def test_rows_after_a_time_are_only_those_ingested_later(self, warehouse: Warehouse) -> None:
+        with_source(warehouse, (["r1", "r2"], T1), (["r3"], T2), (["r4"], T3))
+        assert [r[ROW_ID_COLUMN] for r in warehouse.read_rows(SOURCE, [ROW_ID_COLUMN], where_after=T1)] == ["r3", "r4"]
+        assert warehouse.read_rows(SOURCE, [ROW_ID_COLUMN], where_after=T3) == []
+
+    def test_rows_are_read_from_another_dataset_by_name(self, warehouse: Warehouse) -> None:
+        with_source(warehouse, (["r1", "r2"], T1))
+        warehouse.create_snapshot(SOURCE, "source__d0001", T1)
+        assert warehouse.read_rows("source__d0001", ["x"], dataset=warehouse.snapshot_dataset) == [{"x": 2.0}] * 2
+
+    def test_reading_what_does_not_exist_raises(self, warehouse: Warehouse) -> None:
+        with_source(warehouse, (["r1"], T1))
+        with pytest.raises(TableNotFound):
+            warehouse.read_rows("no_such_table", [ROW_ID_COLUMN])
+        with pytest.raises(WarehouseError):
+            warehouse.read_rows(SOURCE, ["no_such_column"])
+
+    def test_a_float_column_keeps_nan_and_infinity(self, warehouse: Warehouse) -> None:
+        warehouse.ensure_table(SOURCE, SOURCE_COLUMNS)
+        rows = source_rows(["r1", "r2"], T1)
+        rows[0]["x"], rows[1]["x"] = "NaN", "inf"
+        warehouse.insert_rows(SOURCE, rows)
+        first, second = warehouse.read_rows(SOURCE, ["x"])
+        assert math.isnan(first["x"]) and second["x"] == math.inf
+
+    # -- snapshot records ------------------------------------------------------------------------
+    def test_recorded_snapshots_are_found_by_pipeline_and_by_input_event(self, warehouse: Warehouse) -> None:
+        first, second = snapshot_record("p", 1, T1), snapshot_record("p", 2, T2, drift=0.25, spec_hash="0f" * 8)
+        other = snapshot_record("q", 1, T3)
+        for record in (first, second, other):
+            warehouse.record_snapshot(record)
+        assert warehouse.last_snapshot("p") == second
+        assert warehouse.last_snapshot("q") == other
+        assert warehouse.last_snapshot("nobody") is None
+        assert warehouse.snapshot_for_event(first.source_event_id) == first
+        assert warehouse.snapshot_for_event("tick-unknown") is None
+        assert warehouse.has_rows(SNAPSHOTS_TABLE, "source_event_id", other.source_event_id)
+
+    def test_the_last_snapshot_is_the_newest_created_not_the_last_recorded(self, warehouse: Warehouse) -> None:
+        newer, older = snapshot_record("p", 2, T3), snapshot_record("p", 1, T1)
+        warehouse.record_snapshot(newer)
+        warehouse.record_snapshot(older)
+        assert warehouse.last_snapshot("p") == newer
+
+    # -- late labels -----------------------------------------------------------------------------
+    def test_labeled_predictions_are_those_labeled_and_not_yet_absorbed(self, warehouse: Warehouse) -> None:
+        with_source(warehouse, (["r1", "label-b"], T1))  # b was absorbed by an earlier tick
+        warehouse.insert_rows(PREDICTIONS_TABLE, [
+            prediction("p", "a", {"f": 1}), prediction("p", "b", {"f": 2}), prediction("p", "c", {"f": 3}),
+            prediction("p", "d", {"f": 4}), prediction("p", "d", {"f": 4}, event_id="evt-2"),  # logged twice
+            prediction("p", "e", {"f": 5}), prediction("q", "a", {"g": 9}),
+        ])
+        warehouse.insert_rows(LABELS_TABLE, [
+            label("p", "d", "0"), label("p", "a", "1"), label("p", "b", "1"), label("p", "z", "1"),  # z: never served
+            label("q", "c", "1"),  # c has a label, but in another pipeline
+        ])
+        assert warehouse.labeled_predictions("p", SOURCE, "label-") == [
+            {"request_id": "a", "features": json.dumps({"f": 1}), "label": "1"},
+            {"request_id": "d", "features": json.dumps({"f": 4}), "label": "0"},
+        ]
+        assert warehouse.labeled_predictions("nobody", SOURCE, "label-") == []
+        with pytest.raises(TableNotFound):
+            warehouse.labeled_predictions("p", "no_such_table", "label-")
+
+    # -- names -----------------------------------------------------------------------------------
+    def test_names_are_qualified_by_project_and_dataset(self, warehouse: Warehouse) -> None:
+        project, dataset = warehouse.project, warehouse.dataset
+        assert warehouse.qualified("t") == f"{project}.{dataset}.t"
+        assert warehouse.qualified("t", warehouse.snapshot_dataset) == f"{project}.{warehouse.snapshot_dataset}.t"
+        assert warehouse.qualified("other-project.other_dataset.t") == "other-project.other_dataset.t"
