@@ -283,16 +283,16 @@ class Landed:
 
 def land_rows(bs: BenchStack, spec, rows: list[dict[str, Any]]) -> Landed:
     """What `mlops ingest` does: append the rows, then publish a watch.tick for the pipeline."""
-    from mlops.core.events import WatchTick
+    from mlops.core.events import TickReason, WatchTick
     from mlops.ops.ingest import ingest_rows
+    from mlops.ports.bus import publish_new
 
     started = time.perf_counter()
     ingest_rows(bs.ctx.warehouse, spec, rows)
     landed_at = time.time()
     ingest_s = time.perf_counter() - started
     started = time.perf_counter()
-    tick_id = bs.ctx.bus.publish_payload(
-        WatchTick.EVENT_TYPE, WatchTick(pipeline=spec.name, reason="data_landed").model_dump(), "cli")
+    tick_id = publish_new(bs.ctx.bus, WatchTick(pipeline=spec.name, reason=TickReason.DATA_LANDED), "cli")
     return Landed(len(rows), ingest_s, landed_at, tick_id, time.perf_counter() - started)
 
 

@@ -34,9 +34,7 @@ class TestInMemoryBlobStore(BlobStoreContract):
 class TestGcsBlobStore(BlobStoreContract):
     @pytest.fixture
     def client(self, storage_emulator: StorageEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[storage.Client]:
-        for key, value in storage_emulator.env().items():
-            monkeypatch.setenv(key, value)
-        client = storage_client("contract-project")
+        client = storage_client("contract-project", storage_emulator.endpoint)
         yield client
         client.close()
 

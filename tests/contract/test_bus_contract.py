@@ -50,8 +50,8 @@ class TestPubSubEventBus(EventBusContract):
         return project
 
     @pytest.fixture
-    def bus(self, project: str) -> Iterator[EventBus]:
-        bus = PubSubEventBus(project)
+    def bus(self, project: str, pubsub_emulator: PubSubEmulator) -> Iterator[EventBus]:
+        bus = PubSubEventBus(project, emulator_host=pubsub_emulator.endpoint)
         yield bus
         bus.close()
 

@@ -71,9 +71,7 @@ class TestSklearnBackendOnEmulators(TrainerBackendContract):
     def blobs(self, storage_emulator: StorageEmulator, monkeypatch: pytest.MonkeyPatch) -> BlobStore:
         from mlops.adapters.gcs import GcsBlobStore, storage_client
 
-        for key, value in storage_emulator.env().items():
-            monkeypatch.setenv(key, value)
-        client = storage_client(PROJECT)
+        client = storage_client(PROJECT, storage_emulator.endpoint)
         bucket = f"contract-{uuid.uuid4().hex[:10]}"
         client.create_bucket(bucket)
         return GcsBlobStore(client, bucket)

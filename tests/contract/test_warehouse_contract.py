@@ -33,10 +33,8 @@ class TestBigQueryWarehouse(WarehouseContract):
         from mlops.adapters.bigquery import BigQueryWarehouse, bigquery_client
         from mlops.stack.provision import provision_bigquery
 
-        for key, value in bigquery_emulator.env().items():
-            monkeypatch.setenv(key, value)
         project = unique_project()
-        warehouse = BigQueryWarehouse(bigquery_client(project), project, "mlops", "mlops_snapshots",
+        warehouse = BigQueryWarehouse(bigquery_client(project, bigquery_emulator.endpoint), project, "mlops", "mlops_snapshots",
                                       insert_timeout=INSERT_TIMEOUT_S)
         provision_bigquery(warehouse)
         return warehouse

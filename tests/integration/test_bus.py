@@ -11,9 +11,10 @@ from google.api_core.exceptions import InvalidArgument
 from google.cloud import pubsub_v1
 
 from mlops.adapters.pubsub import PubSubEventBus
-from mlops.core.events import DataReady, EventValidationError, ModelTrained
+from mlops.core.events import DataReady, EventValidationError, ModelTrained, build
 from mlops.core.events.envelope import new_envelope
 from mlops.core.topology import DEAD_LETTER_TOPIC, DeliveryPolicy, archive_subscription
+from mlops.ports.bus import publish_new
 from mlops.runtime.push import PushEndpoint, Route, create_push_app
 from mlops.stack.provision import provision_pubsub
 from tests.integration.harness import pull, serving, unique_project, wait_for
@@ -44,7 +45,7 @@ def test_an_event_that_does_not_fit_its_schema_is_refused_before_it_is_sent(proj
     provision_pubsub(project, {}, FAST_RETRIES)
     bad = {"pipeline": 7, "total_rows": -1, "trigger": None}
     with pytest.raises(EventValidationError) as refused:
-        bus.publish_payload(DataReady.EVENT_TYPE, bad, "test")
+        publish_new(bus, build(DataReady.EVENT_TYPE, bad), "test")
     problems = refused.value.problems
     for field in ("pipeline", "total_rows", "trigger", "source_table", "snapshot_table", "watermark"):
         assert any(p.startswith(field) for p in problems), (field, problems)
@@ -135,8 +136,7 @@ def test_every_published_event_lands_in_the_archive(project, bus, bigquery_emula
     from mlops.stack.archiver import Archiver
     from mlops.stack.provision import provision_bigquery
 
-    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", bigquery_emulator.env()["BIGQUERY_EMULATOR_HOST"])
-    warehouse = BigQueryWarehouse(bigquery_client(project), project, "mlops", "mlops_snapshots")
+    warehouse = BigQueryWarehouse(bigquery_client(project, bigquery_emulator.endpoint), project, "mlops", "mlops_snapshots")
     provision_bigquery(warehouse)
     provision_pubsub(project, {}, FAST_RETRIES)
     archiver = Archiver(project, warehouse)

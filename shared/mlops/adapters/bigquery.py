@@ -10,7 +10,6 @@ its end is reported as a refused insert.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -39,11 +38,12 @@ __all__ = ["BigQueryWarehouse", "TableNotFound", "WarehouseError", "bigquery_cli
 INSERT_TIMEOUT_S = 20.0
 
 
-def bigquery_client(project: str) -> bigquery.Client:
-    host = os.environ.get("BIGQUERY_EMULATOR_HOST")
-    if host:
+def bigquery_client(project: str, emulator_host: str | None = None) -> bigquery.Client:
+    """A client of BigQuery, or of bqemulator at `emulator_host` (`http://host:port`: the scheme is
+    required) with anonymous credentials."""
+    if emulator_host:
         return bigquery.Client(project=project, credentials=AnonymousCredentials(),
-                               client_options={"api_endpoint": host})
+                               client_options={"api_endpoint": emulator_host})
     return bigquery.Client(project=project)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import google.cloud.storage as storage
 from google.api_core.exceptions import NotFound
 from google.auth.credentials import AnonymousCredentials
@@ -11,9 +9,11 @@ from google.auth.credentials import AnonymousCredentials
 from mlops.ports.blobs import BlobNotFound, BucketNotFound, split_uri
 
 
-def storage_client(project: str) -> storage.Client:
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        return storage.Client(project=project, credentials=AnonymousCredentials())
+def storage_client(project: str, emulator_host: str | None = None) -> storage.Client:
+    """A client of Cloud Storage, or of gcp-storage-emulator at `emulator_host` (`http://host:port`)."""
+    if emulator_host:
+        return storage.Client(project=project, credentials=AnonymousCredentials(),
+                              client_options={"api_endpoint": emulator_host})
     return storage.Client(project=project)
 
 

@@ -1,6 +1,6 @@
 """The event-bus port on Pub/Sub (or its emulator): validate, encode, attach the envelope, send.
 
-A payload that does not fit its schema never leaves the process: `publish_payload` lists every
+A payload that does not fit its schema never leaves the process: building the event lists every
 problem at once (`EventValidationError`). Pub/Sub (and the emulator) check the schema again at the
 topic, so a client that bypasses this still cannot put a bad event on the bus; that refusal (and a
 missing topic) reaches the caller through the future as the port's `MessageRefused` / `TopicNotFound`.
@@ -11,12 +11,13 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Any
 
+import grpc
 from google.api_core.exceptions import InvalidArgument, NotFound
 from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.types import BatchSettings
+from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 
-from mlops.core.events import Envelope, Event, build, encode
-from mlops.core.events.envelope import new_envelope
+from mlops.core.events import Envelope, Event, encode
 from mlops.ports.bus import MessageRefused, TopicNotFound
 
 
@@ -46,16 +47,25 @@ def _in_port_terms(sent: Future[str], topic_id: str) -> Future[str]:
     return settled
 
 
+def publisher_client(emulator_host: str | None = None, **options: Any) -> pubsub_v1.PublisherClient:
+    """A publisher for Pub/Sub, or for the emulator at `emulator_host` (`host:port`) over a plain
+    gRPC channel, which is what the client itself builds when PUBSUB_EMULATOR_HOST is set."""
+    if emulator_host:
+        channel = grpc.insecure_channel(emulator_host)
+        return pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=channel), **options)
+    return pubsub_v1.PublisherClient(**options)
+
+
 class PubSubEventBus:
     """EventBus over google-cloud-pubsub; the topic of an event is its event type."""
 
-    def __init__(self, project: str, client: pubsub_v1.PublisherClient | None = None, max_latency: float = 0.005):
+    def __init__(self, project: str, client: pubsub_v1.PublisherClient | None = None, max_latency: float = 0.005,
+                 emulator_host: str | None = None):
         self.project = project
         # A short batch window: stage outputs are few and someone is waiting on them; the
         # predictor's traffic batches itself before it gets here.
-        self._client = client or pubsub_v1.PublisherClient(
-            batch_settings=BatchSettings(max_latency=max_latency, max_messages=1000)
-        )
+        self._client = client or publisher_client(
+            emulator_host, batch_settings=BatchSettings(max_latency=max_latency, max_messages=1000))
 
     def publish(self, event: Event, envelope: Envelope) -> Future[str]:
         if envelope.type != event.EVENT_TYPE:
@@ -64,13 +74,6 @@ class PubSubEventBus:
 
     def publish_raw(self, topic_id: str, data: bytes, attributes: dict[str, str]) -> Future[str]:
         return _in_port_terms(self._client.publish(topic_path(self.project, topic_id), data, **attributes), topic_id)
-
-    def publish_payload(self, event_type: str, payload: dict[str, Any], service: str, **links: str) -> str:
-        """Validate a plain payload, publish it as a new event, and wait for the message id."""
-        event = build(event_type, payload)
-        envelope = new_envelope(event, service, **links)
-        self.publish(event, envelope).result(timeout=30)
-        return envelope.id
 
     def close(self) -> None:
         self._client.stop()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Literal, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops.core.errors import validation_problems
@@ -37,6 +37,16 @@ class CommonSettings(BaseSettings):
     vertex_endpoint: str | None = Field(
         None, description="Vertex AI API endpoint; unset means the real service, a URL means the local stand-in."
     )
+    # Set by the local stack (and `gcloud beta emulators ...`) under their usual names; unset in the cloud.
+    pubsub_emulator_host: str | None = Field(
+        None, description="Pub/Sub emulator (host:port); PUBSUB_EMULATOR_HOST.",
+        validation_alias=AliasChoices("pubsub_emulator_host", "PUBSUB_EMULATOR_HOST"))
+    bigquery_emulator_host: str | None = Field(
+        None, description="BigQuery emulator (http://host:port); BIGQUERY_EMULATOR_HOST.",
+        validation_alias=AliasChoices("bigquery_emulator_host", "BIGQUERY_EMULATOR_HOST"))
+    storage_emulator_host: str | None = Field(
+        None, description="Cloud Storage emulator (http://host:port); STORAGE_EMULATOR_HOST.",
+        validation_alias=AliasChoices("storage_emulator_host", "STORAGE_EMULATOR_HOST"))
     code_version: str = Field("dev", description="Git commit or image tag of this build, recorded in lineage.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Lowest level logged.")
     metrics_sink: Literal["local", "cloud-monitoring"] = Field(

@@ -15,7 +15,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Protocol, runtime_checkable
 
-from mlops.core.events import Envelope, Event
+from mlops.core.events import Envelope, Event, new_envelope
 
 # Added by Pub/Sub to every message of a topic with a schema: the schema's resource name, its
 # revision, and the encoding (always JSON here).
@@ -45,3 +45,15 @@ class EventBus(Protocol):
         """Send bytes as they are (dead letters, replays of archived messages); the future resolves
         to the message id, or fails with MessageRefused or TopicNotFound."""
         ...
+
+
+PUBLISH_TIMEOUT_S = 30.0
+
+
+def publish_new(bus: EventBus, event: Event, service: str, *, run_id: str | None = None, replay_of: str = "",
+                timeout: float = PUBLISH_TIMEOUT_S) -> str:
+    """Publish an event that starts from nothing (a tick, a CLI command, a replay) and wait until
+    the bus has it; returns its event id (`ce-id`). The event was validated when it was built."""
+    envelope = new_envelope(event, service, run_id=run_id, replay_of=replay_of)
+    bus.publish(event, envelope).result(timeout=timeout)
+    return envelope.id

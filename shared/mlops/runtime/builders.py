@@ -2,46 +2,57 @@
 
 Called from each service's `create_app()`, never at import time, so tests build the same handlers
 with in-memory or emulator-backed ports instead. Each adapter is imported inside its builder: a
-service image installs only the client libraries of the ports it uses (pyproject extras).
+service image installs only the client libraries of the ports it uses (pyproject extras). Each
+builder returns its port's type: what a service holds is a port, never a client.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flask import Flask
+
 from mlops.adapters.pubsub import PubSubEventBus
 from mlops.core.settings import CommonSettings, TrainingSettings
+from mlops.ports.blobs import BlobStore
+from mlops.ports.bus import EventBus
+from mlops.ports.metrics import MetricsSink
+from mlops.ports.registry import ModelEndpoint, ModelRegistry
+from mlops.ports.specs import SpecStore
 from mlops.ports.trainer import TrainerBackend
+from mlops.ports.warehouse import SqlWarehouse
+from mlops.runtime.push import PushEndpoint, Route, create_push_app
 
 
-def event_bus(settings: CommonSettings) -> PubSubEventBus:
-    return PubSubEventBus(settings.project)
+def event_bus(settings: CommonSettings) -> EventBus:
+    return PubSubEventBus(settings.project, emulator_host=settings.pubsub_emulator_host)
 
 
-def warehouse(settings: CommonSettings):  # -> BigQueryWarehouse
+def warehouse(settings: CommonSettings) -> SqlWarehouse:
     from mlops.adapters.bigquery import BigQueryWarehouse, bigquery_client
 
-    return BigQueryWarehouse(bigquery_client(settings.project), settings.project, settings.dataset,
+    return BigQueryWarehouse(bigquery_client(settings.project, settings.bigquery_emulator_host), settings.project, settings.dataset,
                              settings.snapshot_dataset)
 
 
-def blob_store(settings: CommonSettings):  # -> GcsBlobStore
+def blob_store(settings: CommonSettings) -> BlobStore:
     from mlops.adapters.gcs import GcsBlobStore, storage_client
 
-    return GcsBlobStore(storage_client(settings.project), settings.bucket)
+    return GcsBlobStore(storage_client(settings.project, settings.storage_emulator_host), settings.bucket)
 
 
-def spec_store(settings: CommonSettings):  # -> SpecStore
-    from mlops.ports.specs import SpecStore
-
+def spec_store(settings: CommonSettings) -> SpecStore:
     return SpecStore(blob_store(settings))
 
 
-def model_registry(settings: CommonSettings):  # -> VertexModelRegistry
+def model_registry(settings: CommonSettings) -> ModelRegistry:
     from mlops.adapters.vertex import VertexModelRegistry
 
     return VertexModelRegistry(settings.project, settings.location, settings.vertex_endpoint)
 
 
-def model_endpoint(settings: CommonSettings):  # -> VertexEndpoint
+def model_endpoint(settings: CommonSettings) -> ModelEndpoint:
     from mlops.adapters.vertex import VertexEndpoint
 
     return VertexEndpoint(settings.project, settings.location, settings.vertex_endpoint)
@@ -59,7 +70,7 @@ def trainer_backend(settings: TrainingSettings) -> TrainerBackend:
     return SklearnBackend(warehouse(settings), blob_store(settings))
 
 
-def metrics_sink(settings: CommonSettings):  # -> MetricsSink
+def metrics_sink(settings: CommonSettings) -> MetricsSink:
     if settings.metrics_sink == "cloud-monitoring":
         from mlops.adapters.cloud_monitoring import CloudMonitoringMetrics
 
@@ -69,13 +80,12 @@ def metrics_sink(settings: CommonSettings):  # -> MetricsSink
     return LogMetrics()
 
 
-def push_app(settings: CommonSettings, routes, *, bus=None, metrics=None, health=None):  # -> Flask
+def push_app(settings: CommonSettings, routes: Mapping[str, Route[Any]], *, bus: EventBus | None = None,
+             metrics: MetricsSink | None = None, health: Callable[[], dict[str, Any]] | None = None) -> Flask:
     """A service's push endpoint, wired the same way for every service: its bus, the dead-letter
     topic, its code version (for lineage) and its metrics sink."""
-    from mlops.runtime.push import PushEndpoint, create_push_app
-
     endpoint = PushEndpoint(
-        service=settings.service, project=settings.project, bus=bus or event_bus(settings), routes=routes,
+        service=settings.service, project=settings.project, bus=bus or event_bus(settings), routes=dict(routes),
         dead_letter_topic=settings.dead_letter_topic, code_version=settings.code_version,
         metrics=metrics or metrics_sink(settings), health=health or (lambda: {}),
     )

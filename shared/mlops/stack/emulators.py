@@ -162,6 +162,11 @@ class Emulator(ABC):
     def env(self) -> dict[str, str]:
         return self.client_env(self.port)
 
+    @property
+    def endpoint(self) -> str:
+        """What a client is pointed at (the value of its *_EMULATOR_HOST variable)."""
+        return self.env()[self.env_var]
+
     def _running(self) -> ManagedProcess:
         if self.process is None:
             raise RuntimeError(f"{self.name} emulator was not launched")
