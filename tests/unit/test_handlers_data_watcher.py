@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
-from data_watcher.handler import DataWatcher, decide, next_data_version
-from mlops.core.events import DataReady, WatchTick
+from data_watcher.handler import DataWatcher, SpecDoesNotFitTable, decide, next_data_version
+from mlops.core.errors import PermanentError
+from mlops.core.events import DataReady, StageFailed, WatchTick
 from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN
 from mlops.ports.warehouse import SnapshotRecord, SourceStatus
 
@@ -16,8 +18,14 @@ from .conftest import T0, envelope_for, make_spec
 TABLE = "breast_cancer"
 
 
+SOURCE_COLUMNS = [(ROW_ID_COLUMN, "STRING", "REQUIRED"), (INGESTED_AT_COLUMN, "TIMESTAMP", "REQUIRED"),
+                  ("mean_radius", "FLOAT64", "NULLABLE"), ("mean_texture", "FLOAT64", "NULLABLE"),
+                  ("malignant", "INT64", "NULLABLE")]
+
+
 class Source:
-    """Rows landing in a source table, each batch an hour after the previous one."""
+    """Rows landing in a source table (created on first use, as `mlops ingest` does), each batch an
+    hour after the previous one."""
 
     def __init__(self, warehouse) -> None:
         self.warehouse = warehouse
@@ -32,6 +40,7 @@ class Source:
             self.count += 1
             batch.append({ROW_ID_COLUMN: f"r{self.count:05d}", INGESTED_AT_COLUMN: at,
                           "mean_radius": float(self.count), "mean_texture": 1.0, "malignant": self.count % 2})
+        self.warehouse.ensure_table(table, SOURCE_COLUMNS)
         self.warehouse.insert_rows(table, batch)
 
 
@@ -187,7 +196,7 @@ def test_a_redelivered_drift_tick_re_announces_the_same_event(warehouse, specs, 
 
 def test_a_tick_for_every_pipeline_handles_each_once(warehouse, specs, clock, source):
     specs.put(make_spec())
-    specs.put(make_spec(name="iris", source={"table": "iris", "label": "species", "features": ["petal"]}))
+    specs.put(make_spec(name="iris", source={"table": "iris", "label": "malignant", "features": ["mean_radius"]}))
     watcher = DataWatcher(warehouse, specs, clock=clock)
     source.land(20)
     source.land(12, table="iris")
@@ -226,3 +235,89 @@ def test_decide(status, last_total, reason, drift, trigger):
     decision = decide(spec, status, last, reason, drift)
     assert decision.trigger == trigger
     assert decision.why
+
+
+# ------------------------------------------------------------------------- pipelines sharing a table
+
+def test_pipelines_sharing_a_source_table_each_keep_their_own_snapshots(watcher, warehouse, specs, source):
+    specs.put(make_spec(name="breast-cancer-2"))  # the same source table
+    source.land(20)
+    [first] = tick(watcher)
+    source.land(15)
+    [second] = tick(watcher)
+    [other] = tick(watcher, pipeline="breast-cancer-2")
+    # Its first snapshot is its own, of every row: not the other pipeline's d0001 of 20 rows.
+    assert (other.data_version, other.total_rows, other.new_rows) == ("d0001", 35, 35)
+    assert other.snapshot_table == "test-project.mlops_snapshots.breast_cancer_2__d0001"
+    assert first.snapshot_table == "test-project.mlops_snapshots.breast_cancer__d0001"
+    assert [len(warehouse.tables[r.snapshot_table]) for r in (first, second, other)] == [20, 35, 35]
+    assert {r.pipeline: r.snapshot_table for r in warehouse.snapshots if r.data_version == "d0001"} == {
+        "breast-cancer": first.snapshot_table, "breast-cancer-2": other.snapshot_table}
+
+
+# ------------------------------------------------------------------------- a spec that does not fit
+
+def test_a_spec_naming_a_missing_label_is_refused_before_anything_is_written(watcher, warehouse, specs, source):
+    specs.put(make_spec(source={"label": "is_malignant"}))
+    source.land(20)
+    with pytest.raises(SpecDoesNotFitTable) as refused:
+        tick(watcher)
+    assert isinstance(refused.value, PermanentError)  # dead-lettered with its reason, and stage.failed
+    message = str(refused.value)
+    assert "label column 'is_malignant' (did you mean 'malignant'?) is not in table breast_cancer" in message
+    assert "table breast_cancer has columns: mean_radius, mean_texture, malignant" in message
+    assert warehouse.snapshots == []
+    assert not [t for t in warehouse.tables if ".mlops_snapshots." in t]
+
+
+def test_the_rows_a_refused_spec_left_pending_are_snapshotted_once_it_is_fixed(watcher, specs, source):
+    specs.put(make_spec(source={"features": ["mean_radius", "texture"]}))
+    source.land(20)
+    with pytest.raises(SpecDoesNotFitTable, match="feature column 'texture'"):
+        tick(watcher)
+    specs.put(make_spec())  # the fix, applied: the next tick of any kind finds the rows still new
+    [ready] = tick(watcher, reason="schedule")
+    assert (ready.data_version, ready.total_rows, ready.new_rows, ready.trigger) == ("d0001", 20, 20, "new_rows")
+
+
+def test_a_tick_for_every_pipeline_reports_a_bad_spec_beside_the_others_snapshots(watcher, specs, source):
+    specs.put(make_spec(name="broken", source={"features": ["mean_radius", "no_such"]}))
+    source.land(20)
+    out = tick(watcher, pipeline=None, event_id="tick-all")
+    [ready] = [e for e in out if isinstance(e, DataReady)]
+    [failed] = [e for e in out if isinstance(e, StageFailed)]
+    assert (ready.pipeline, ready.total_rows) == ("breast-cancer", 20)
+    assert (failed.pipeline, failed.stage, failed.input_event_id, failed.input_event_type, failed.error_class,
+            failed.permanent) == ("broken", "data-watcher", "tick-all", "watch.tick.v1", "SpecDoesNotFitTable", True)
+    assert "feature column 'no_such' is not in table breast_cancer" in failed.error_message
+
+
+# ------------------------------------------------------------------------- a changed spec
+
+def test_a_changed_spec_retrains_the_same_rows_once(watcher, warehouse, specs, source):
+    source.land(20)
+    [first] = tick(watcher)
+    assert warehouse.snapshots[0].spec_hash == make_spec().fingerprint
+    specs.put(make_spec(deployment={"canary_percent": 10}, retrain={"new_rows_fraction": 0.3}))
+    assert tick(watcher) == []  # thresholds and deployment do not change the model a snapshot yields
+    fixed = make_spec(source={"features": ["mean_radius"]})
+    specs.put(fixed)
+    [again] = tick(watcher)
+    assert (again.data_version, again.trigger, again.total_rows, again.new_rows) == ("d0002", "spec_changed", 20, 0)
+    assert again.watermark == first.watermark
+    assert warehouse.snapshots[-1].spec_hash == fixed.fingerprint
+    assert tick(watcher) == []  # once per change
+    specs.put(make_spec(source={"features": ["mean_radius"]}, promotion={"min_gain": 0.0, "tolerance": 0.01}))
+    [gate] = tick(watcher)  # a new gate judges a fresh candidate on the same rows
+    assert (gate.data_version, gate.trigger) == ("d0003", "spec_changed")
+
+
+def test_a_snapshot_recorded_without_a_fingerprint_is_not_a_changed_spec():
+    spec = make_spec()
+    older = SnapshotRecord("p", "d0001", "t", 100, 100, T0, "new_rows", "e", T0)  # spec_hash: None
+    status = SourceStatus(100, 0, T0)
+    assert decide(spec, status, older, "schedule", None).trigger is None
+    assert decide(spec, status, replace(older, spec_hash=spec.fingerprint), "schedule", None).trigger is None
+    changed = decide(spec, status, replace(older, spec_hash="0" * 16), "schedule", None)
+    assert (changed.trigger, changed.why) == ("spec_changed", "the spec's source, model or gate changed since "
+                                                              "d0001: 100 rows, retrained")

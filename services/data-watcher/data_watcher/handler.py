@@ -1,5 +1,11 @@
-"""data-watcher: on a tick, decide per pipeline whether enough new data (or drift) warrants training,
-and if so freeze the data into a versioned snapshot and announce it with `data.ready`.
+"""data-watcher: on a tick, decide per pipeline whether enough new data (or drift, or a changed spec)
+warrants training, and if so freeze the data into a versioned snapshot and announce it with `data.ready`.
+
+A spec that does not fit its source table (a label or feature column it lacks, a type no model can
+use) is refused before anything is snapshotted, so the rows stay new: once the spec is fixed, the
+next tick snapshots them. Each snapshot records the spec's fingerprint, and a tick after the spec's
+source, model or gate changed retrains on the same rows, so a run that failed for a cause in the
+spec recovers when the spec is re-applied, without a replay.
 
 Pure logic over ports: a warehouse, the spec store, and a drift function. No Flask, no clients.
 """
@@ -14,13 +20,15 @@ from datetime import UTC, datetime
 
 import structlog
 
-from mlops.core.events import DataReady, Envelope, TickReason, Trigger, WatchTick
-from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN, PipelineSpec
+from mlops.core.errors import PermanentError
+from mlops.core.events import DataReady, Envelope, StageFailed, TickReason, Trigger, WatchTick
+from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN, PipelineSpec, snapshot_table_id, spec_problems
 from mlops.ml.drift import psi_between
 from mlops.ports.specs import SpecStore, UnknownPipeline
 from mlops.ports.warehouse import Row, SnapshotRecord, SourceStatus, Warehouse
 
-log = structlog.get_logger("data-watcher")
+STAGE = "data-watcher"
+log = structlog.get_logger(STAGE)
 
 FEEDBACK_ROW_PREFIX = "label-"
 _CASTS: dict[str, Callable[[str], object]] = {"INT64": lambda v: int(float(v)), "INTEGER": lambda v: int(float(v)),
@@ -37,6 +45,11 @@ def max_feature_psi(reference: Sequence[Row], current: Sequence[Row], features: 
     return psi_between(reference, current, numeric, categorical).max_psi
 
 
+class SpecDoesNotFitTable(PermanentError):
+    """The spec names columns its source table lacks, or of types no model can use: no tick can
+    succeed until the spec (or the table) changes."""
+
+
 @dataclass(frozen=True)
 class RetrainDecision:
     trigger: Trigger | None  # None: do not train
@@ -46,9 +59,11 @@ class RetrainDecision:
 
 def decide(spec: PipelineSpec, status: SourceStatus, last: SnapshotRecord | None, reason: TickReason,
            drift_score: float | None) -> RetrainDecision:
-    """Whether this much new data (or this much drift) is worth a training run."""
+    """Whether this much new data (or this much drift, or a changed spec) is worth a training run."""
     retrain = spec.retrain
-    if status.new_rows == 0:
+    # A record without a fingerprint predates them: unknown is not "changed".
+    changed = last is not None and last.spec_hash is not None and last.spec_hash != spec.fingerprint
+    if status.new_rows == 0 and not changed:
         return RetrainDecision(None, "no new rows since the last snapshot")
     if status.total_rows < retrain.min_rows:
         return RetrainDecision(None, f"{status.total_rows} rows < min_rows {retrain.min_rows}")
@@ -60,6 +75,9 @@ def decide(spec: PipelineSpec, status: SourceStatus, last: SnapshotRecord | None
         return RetrainDecision(Trigger.NEW_ROWS, f"{status.new_rows} new rows >= {retrain.new_rows_min}")
     if retrain.drift_psi is not None and drift_score is not None and drift_score > retrain.drift_psi:
         return RetrainDecision(Trigger.DRIFT, f"PSI {drift_score:.3f} > {retrain.drift_psi}", drift_score)
+    if changed and last is not None:
+        return RetrainDecision(Trigger.SPEC_CHANGED, f"the spec's source, model or gate changed since "
+                                                     f"{last.data_version}: {status.total_rows} rows, retrained")
     if reason == TickReason.MANUAL:
         return RetrainDecision(Trigger.MANUAL, f"asked for by hand with {status.new_rows} new rows")
     return RetrainDecision(None, f"{status.new_rows} new rows are below every threshold")
@@ -81,30 +99,49 @@ class DataWatcher:
         # Cloud Run service runs with max one instance, see deploy/).
         self._lock = threading.Lock()
 
-    def handle(self, tick: WatchTick, envelope: Envelope) -> list[DataReady]:
+    def handle(self, tick: WatchTick, envelope: Envelope) -> list[DataReady | StageFailed]:
         names = [tick.pipeline] if tick.pipeline else self._specs.names()
-        ready = []
+        out: list[DataReady | StageFailed] = []
         with self._lock:
             for name in names:
                 try:
-                    spec = self._specs.get(name)
+                    # Ticks are rare and a fix is applied just before one: never judge by a stale spec.
+                    spec = self._specs.get(name, fresh=True)
                 except UnknownPipeline as error:
                     log.warning("tick for an unknown pipeline", pipeline=name, error=str(error))
                     continue
-                event = self.watch(spec, tick.reason, source_event_id=f"{envelope.id}/{name}")
+                try:
+                    event = self.watch(spec, tick.reason, source_event_id=f"{envelope.id}/{name}")
+                except SpecDoesNotFitTable as error:
+                    if tick.pipeline:
+                        raise  # dead-lettered with the reason, and reported as stage.failed
+                    # A tick for every pipeline: one bad spec must not hold back the others, so its
+                    # failure is reported beside their snapshots instead of failing the whole tick.
+                    log.error("spec does not fit its table", pipeline=name, error=str(error))
+                    out.append(StageFailed(stage=STAGE, input_event_id=envelope.id, input_event_type=envelope.type,
+                                           error_class=type(error).__name__, error_message=str(error)[:2000],
+                                           permanent=True, pipeline=name))
+                    continue
                 if event is not None:
-                    ready.append(event)
-        return ready
+                    out.append(event)
+        return out
 
     def watch(self, spec: PipelineSpec, reason: TickReason, source_event_id: str) -> DataReady | None:
         done = self._warehouse.snapshot_for_event(source_event_id)
         if done is not None:  # a redelivered tick: announce the same snapshot again, make no new one
             log.info("tick already handled; re-announcing its snapshot", data_version=done.data_version)
             return self._announce(spec, done)
-        if self._warehouse.table_columns(spec.source.table) is None:
+        columns = self._warehouse.table_columns(spec.source.table)
+        if columns is None:
             log.info("nothing to train: the source table does not exist yet", pipeline=spec.name,
                      table=spec.source.table)
             return None
+        # Before anything is written (late labels, snapshot, record): the rows stay new for the fixed spec.
+        problems = spec_problems(spec, columns)
+        if problems:
+            raise SpecDoesNotFitTable(
+                f"pipeline {spec.name} cannot train on table {spec.source.table}: {'; '.join(problems)}. "
+                f"Fix the spec and apply it again (`mlops pipeline apply`); its rows wait, not snapshotted")
         absorbed = self.absorb_late_labels(spec)
         if absorbed:
             log.info("late labels joined into the source table", pipeline=spec.name, rows=absorbed)
@@ -117,14 +154,15 @@ class DataWatcher:
                      new_rows=status.new_rows)
             return None
         data_version = next_data_version(last)
-        snapshot_table = f"{spec.source.table}__{data_version}"
+        # Named by the pipeline: pipelines sharing a source table each keep their own snapshots.
+        snapshot_table = snapshot_table_id(spec.name, data_version)
         total = self._warehouse.create_snapshot(spec.source.table, snapshot_table, status.watermark)
         record = SnapshotRecord(
             pipeline=spec.name, data_version=data_version,
             snapshot_table=self._warehouse.qualified(snapshot_table, self._warehouse.snapshot_dataset),
             total_rows=total, new_rows=status.new_rows, watermark=status.watermark,
             trigger=decision.trigger, source_event_id=source_event_id, created_at=self._clock(),
-            drift_score=decision.drift_score,
+            drift_score=decision.drift_score, spec_hash=spec.fingerprint,
         )
         self._warehouse.record_snapshot(record)
         log.info("snapshot taken", pipeline=spec.name, data_version=data_version, why=decision.why, rows=total)

@@ -103,6 +103,7 @@ TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("source_event_id", "STRING", "REQUIRED"),
         ("created_at", "TIMESTAMP", "REQUIRED"),
         ("drift_score", "FLOAT64", "NULLABLE"),
+        ("spec_hash", "STRING", "NULLABLE"),
     ],
 }
 

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlops.core.events import Envelope, Event, decode, encode
-from mlops.core.events.envelope import new_envelope
+from mlops.core.events.envelope import REPLAY_SOURCE, new_envelope
 from mlops.core.topology import SERVICES_BY_NAME
 from mlops.ops.archive import ArchivedEvent, query_events
+from mlops.ops.errors import OperatorError
 from mlops.ports.bus import EventBus
+from mlops.ports.warehouse import SqlReader
 
-REPLAY_SOURCE = "replay"
 
-
-class ReplayError(LookupError):
+class ReplayError(OperatorError, LookupError):
     pass
 
 
@@ -47,14 +47,14 @@ def plan_replay(original: ArchivedEvent) -> PlannedReplay:
     return PlannedReplay(original, event, envelope)
 
 
-def find_event(warehouse, event_id: str) -> ArchivedEvent:
+def find_event(warehouse: SqlReader, event_id: str) -> ArchivedEvent:
     found = [e for e in query_events(warehouse, event_id=event_id, limit=5) if e.type]
     if not found:
         raise ReplayError(f"no archived event with id {event_id!r}")
     return found[0]
 
 
-def stage_input(warehouse, run_id: str, stage: str) -> ArchivedEvent:
+def stage_input(warehouse: SqlReader, run_id: str, stage: str) -> ArchivedEvent:
     """The event that started `stage` in a run (e.g. the run's data.ready for the trainer)."""
     service = SERVICES_BY_NAME.get(stage)
     if service is None:

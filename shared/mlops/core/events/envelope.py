@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 SPEC_VERSION = "1.0"
 SOURCE_PREFIX = "//mlops/services/"
+# The `service` of the events `mlops replay` re-publishes (their ce-source is source_of(REPLAY_SOURCE)).
+REPLAY_SOURCE = "replay"
 
 
 class EnvelopeError(ValueError):
@@ -110,6 +112,12 @@ class Envelope:
 
     def with_changes(self, **changes: Any) -> Envelope:
         return replace(self, **changes)
+
+    @property
+    def is_replay(self) -> bool:
+        """This very event re-publishes an archived one (`mlops replay`). The events a replay causes
+        downstream carry `replay_of` too, but come from their stage, so they are not replays."""
+        return bool(self.replay_of) and self.source == source_of(REPLAY_SOURCE)
 
 
 REQUIRED_ATTRIBUTES = ("ce-id", "ce-type", "ce-source", "ce-time", "ce-specversion", "ce-dataschema", "run_id")

@@ -16,6 +16,7 @@ class TickReason(StrEnum):
     SCHEDULE = "schedule"        # Cloud Scheduler, or the local stack's ticker
     MANUAL = "manual"            # `mlops trigger`: train on whatever is new, below the thresholds too
     DATA_LANDED = "data_landed"  # `mlops ingest` after it landed rows
+    SPEC_APPLIED = "spec_applied"  # `mlops pipeline apply`: look again now, with the new spec
 
 
 class Trigger(StrEnum):
@@ -25,6 +26,7 @@ class Trigger(StrEnum):
     DRIFT = "drift"
     SCHEDULE = "schedule"
     MANUAL = "manual"
+    SPEC_CHANGED = "spec_changed"  # the spec's source, model or gate changed: the same rows, retrained
 
 
 class Decision(StrEnum):
