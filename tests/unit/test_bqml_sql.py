@@ -1,16 +1,7 @@
 import pytest
 
-from mlops.adapters.bqml import (
-    SqlBuildError,
-    create_model_sql,
-    eval_rows_sql,
-    evaluate_sql,
-    predict_sql,
-    quote_column,
-    quote_qualified,
-    sql_literal,
-    sql_string,
-)
+from mlops.adapters.bqml import create_model_sql, eval_rows_sql, evaluate_sql, predict_sql
+from mlops.core.sql import SqlBuildError, quote_column, quote_qualified, sql_literal, sql_string
 from mlops.ml.errors import ModelOptionsError
 from mlops.ml.options import LearnRateStrategy
 

@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from mlops.core.spec import (
     CLASSIFIER_METRICS,
@@ -15,6 +16,8 @@ from mlops.core.spec import (
     SpecError,
     load_spec,
     parse_spec,
+    snapshot_table_id,
+    spec_problems,
 )
 from mlops.ports.specs import SpecStore, UnknownPipeline
 from mlops.testing.memory import InMemoryBlobStore
@@ -221,8 +224,101 @@ def test_spec_store_sees_a_changed_spec_once_its_cache_expires():
     assert store.get("breast-cancer").promotion.minimum == 0.5
 
 
+def test_a_fresh_read_sees_a_spec_another_process_applied_within_the_cache_time():
+    blobs = InMemoryBlobStore("b")
+    store = SpecStore(blobs, cache_seconds=3600)
+    spec = parse_spec(VALID)
+    store.put(spec)
+    assert store.get("breast-cancer").source.label == "malignant"
+    fixed = spec.model_copy(update={"source": spec.source.model_copy(update={"label": "is_malignant"})})
+    blobs.put("specs/breast-cancer.yaml", fixed.to_yaml().encode())  # `mlops pipeline apply`, elsewhere
+    assert store.get("breast-cancer", fresh=True).source.label == "is_malignant"
+    assert store.get("breast-cancer").source.label == "is_malignant"  # and the cache holds the fresh one
+
+
 def test_a_bad_spec_in_the_bucket_is_reported_with_its_path():
     blobs = InMemoryBlobStore("b")
     blobs.put("specs/broken.yaml", b"name: broken\n")
     with pytest.raises(SpecError, match="specs/broken.yaml"):
         SpecStore(blobs).get("broken")
+
+
+# ---------------------------------------------------------------------- a spec against its table's columns
+
+TABLE_COLUMNS = [("_row_id", "STRING"), ("_ingested_at", "TIMESTAMP"), ("mean_radius", "FLOAT64"),
+                 ("mean_texture", "INT64"), ("smoker", "BOOL"), ("site", "STRING"), ("malignant", "INT64")]
+
+
+def test_a_spec_that_fits_its_table_has_no_problems():
+    spec = PipelineSpec.model_validate(spec_data(source={"features": ["mean_radius", "mean_texture", "smoker", "site"]}))
+    assert spec_problems(spec, TABLE_COLUMNS) == []
+    legacy = [("mean_radius", "FLOAT"), ("mean_texture", "INTEGER"), ("smoker", "BOOLEAN"), ("site", "STRING"),
+              ("malignant", "INTEGER")]  # the names BigQuery's API answers with
+    assert spec_problems(spec, legacy) == []
+
+
+def test_missing_columns_are_each_named_with_a_near_name_and_the_table_listed_once():
+    spec = PipelineSpec.model_validate(spec_data(source={"label": "Malignant", "features": ["mean_radius", "mean_txture",
+                                                                                          "zzz"]}))
+    assert spec_problems(spec, TABLE_COLUMNS) == [
+        "label column 'Malignant' (did you mean 'malignant'?) is not in table breast_cancer",
+        "feature columns 'mean_txture' (did you mean 'mean_texture'?), 'zzz' are not in table breast_cancer",
+        "table breast_cancer has columns: mean_radius, mean_texture, smoker, site, malignant",
+    ]
+    one = PipelineSpec.model_validate(spec_data(source={"features": ["mean_radius", "radius"]}))
+    assert spec_problems(one, TABLE_COLUMNS)[0] == "feature column 'radius' is not in table breast_cancer"
+
+
+def test_a_wide_table_is_listed_in_part():
+    spec = PipelineSpec.model_validate(spec_data(source={"label": "y", "features": ["nope"]}))
+    wide = [(f"c{n:03d}", "FLOAT64") for n in range(40)] + [("y", "INT64")]
+    [_, listing] = spec_problems(spec, wide)
+    assert listing.startswith("table breast_cancer has columns: c000, c001") and listing.endswith("and 16 more")
+
+
+@pytest.mark.parametrize(("model_type", "label_type", "feature_type", "problems"), [
+    ("LOGISTIC_REG", "STRING", "FLOAT64", []),
+    ("LOGISTIC_REG", "BOOL", "NUMERIC", []),
+    ("LOGISTIC_REG", "FLOAT64", "BIGNUMERIC", []),
+    ("LINEAR_REG", "FLOAT64", "STRING", []),
+    ("LINEAR_REG", "STRING", "FLOAT64", ["label 'y' is STRING: a LINEAR_REG label must be numeric"]),
+    ("BOOSTED_TREE_REGRESSOR", "BOOL", "FLOAT64", ["label 'y' is BOOL: a BOOSTED_TREE_REGRESSOR label must be numeric"]),
+    ("LOGISTIC_REG", "TIMESTAMP", "FLOAT64",
+     ["label 'y' is TIMESTAMP: a LOGISTIC_REG label must be numeric, STRING or BOOL"]),
+    ("LOGISTIC_REG", "INT64", "TIMESTAMP", ["feature 'x' is TIMESTAMP: features must be numeric, STRING or BOOL"]),
+    ("LOGISTIC_REG", "INT64", "ARRAY", ["feature 'x' is ARRAY: features must be numeric, STRING or BOOL"]),
+])
+def test_column_types_a_model_cannot_use_are_named(model_type, label_type, feature_type, problems):
+    metric = "roc_auc" if model_type in ("LOGISTIC_REG", "BOOSTED_TREE_CLASSIFIER") else "mean_absolute_error"
+    spec = PipelineSpec.model_validate(spec_data(source={"label": "y", "features": ["x"]}, model={"type": model_type},
+                                                 promotion={"metric": metric, "min_gain": 0.0}))
+    assert spec_problems(spec, [("x", feature_type), ("y", label_type)]) == problems
+
+
+def test_a_pipeline_name_is_a_snapshot_table_id_no_other_pipeline_shares():
+    assert snapshot_table_id("breast-cancer", "d0003") == "breast_cancer__d0003"
+    assert snapshot_table_id("breast-cancer-2", "d0003") == "breast_cancer_2__d0003"
+    with pytest.raises(ValueError):
+        snapshot_table_id("Bad_Name", "d0001")
+    with pytest.raises(ValueError):
+        snapshot_table_id("fine", "d1; DROP")
+
+
+def test_the_fingerprint_follows_source_model_and_gate_only():
+    base = PipelineSpec.model_validate(spec_data())
+    same = [spec_data(retrain={"new_rows_fraction": 0.9}), spec_data(deployment={"canary_percent": 20}),
+            spec_data(promotion={"tolerance": 0.0})]  # a default written out is the same spec
+    different = [spec_data(source={"features": ["mean_radius"]}), spec_data(model={"options": {"l2_reg": 2.0}}),
+                 spec_data(model={"seed": 7}), spec_data(promotion={"minimum": 0.7})]
+    assert {PipelineSpec.model_validate(d).fingerprint for d in same} == {base.fingerprint}
+    assert base.fingerprint not in {PipelineSpec.model_validate(d).fingerprint for d in different}
+    assert len(base.fingerprint) == 16
+
+
+def test_a_tolerance_replaces_min_gain_and_cannot_join_it():
+    spec = PipelineSpec.model_validate(spec_data(promotion={"min_gain": 0.0, "tolerance": 0.002}))
+    assert (spec.promotion.min_gain, spec.promotion.tolerance) == (0.0, 0.002)
+    with pytest.raises(ValidationError, match="set min_gain .* or tolerance .* not both"):
+        PipelineSpec.model_validate(spec_data(promotion={"min_gain": 0.01, "tolerance": 0.002}))
+    with pytest.raises(ValidationError, match="tolerance"):
+        PipelineSpec.model_validate(spec_data(promotion={"min_gain": 0.0, "tolerance": -0.1}))

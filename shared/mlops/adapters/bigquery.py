@@ -22,6 +22,7 @@ from google.cloud import bigquery
 from google.cloud.bigquery import AutoRowIDs
 
 from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN
+from mlops.core.sql import quote_column, quote_qualified
 from mlops.core.topology import LABELS_TABLE, PREDICTIONS_TABLE, SNAPSHOTS_TABLE
 from mlops.ports.warehouse import (
     Column,
@@ -93,6 +94,10 @@ class BigQueryWarehouse:
         self.snapshot_dataset = snapshot_dataset
         self._insert_retry = Retry(initial=0.2, maximum=2.0, timeout=insert_timeout)
 
+    def _table(self, table: str, dataset: str | None = None) -> str:
+        """A table's id as SQL: qualified, checked and quoted (mlops.core.sql), never pasted."""
+        return quote_qualified(self.qualified(table, dataset))
+
     def qualified(self, table: str, dataset: str | None = None) -> str:
         if table.count(".") == 2:
             return table
@@ -145,14 +150,14 @@ class BigQueryWarehouse:
             raise WarehouseError(f"{len(errors)} rows rejected by {table}: {errors[:3]}")
 
     def has_rows(self, table: str, column: str, value: str) -> bool:
-        sql = f"SELECT 1 AS hit FROM `{self.qualified(table)}` WHERE `{column}` = @value LIMIT 1"
+        sql = f"SELECT 1 AS hit FROM {self._table(table)} WHERE {quote_column(column)} = @value LIMIT 1"
         return bool(self._select(table, sql, {"value": value}))
 
     def source_status(self, table: str, after: datetime | None) -> SourceStatus:
         sql = (
             f"SELECT COUNT(*) AS total_rows, MAX({INGESTED_AT_COLUMN}) AS watermark, "
             f"COUNTIF(@after IS NULL OR {INGESTED_AT_COLUMN} > @after) AS new_rows "
-            f"FROM `{self.qualified(table)}`"
+            f"FROM {self._table(table)}"
         )
         row = self._select(table, sql, {"after": after or datetime(1970, 1, 1, tzinfo=UTC)})[0]
         return SourceStatus(int(row["total_rows"]), int(row["new_rows"] or 0), _as_utc(row["watermark"]))
@@ -164,16 +169,16 @@ class BigQueryWarehouse:
             # exactly the rows the watcher counted, and bqemulator runs it too.
             self._select(
                 source_table,
-                f"CREATE TABLE `{target}` AS SELECT * FROM `{self.qualified(source_table)}` "
+                f"CREATE TABLE {quote_qualified(target)} AS SELECT * FROM {self._table(source_table)} "
                 f"WHERE {INGESTED_AT_COLUMN} <= @up_to",
                 {"up_to": up_to},
             )
-        return int(self._select(target, f"SELECT COUNT(*) AS n FROM `{target}`")[0]["n"])
+        return int(self._select(target, f"SELECT COUNT(*) AS n FROM {quote_qualified(target)}")[0]["n"])
 
     def read_rows(self, table: str, columns: Sequence[str], where_after: datetime | None = None,
                   dataset: str | None = None) -> list[Row]:
-        selected = ", ".join(f"`{c}`" for c in columns)
-        sql = f"SELECT {selected} FROM `{self.qualified(table, dataset)}`"
+        selected = ", ".join(quote_column(c) for c in columns)
+        sql = f"SELECT {selected} FROM {self._table(table, dataset)}"
         params: dict[str, Any] = {}
         if where_after is not None:
             sql += f" WHERE {INGESTED_AT_COLUMN} > @after"
@@ -183,7 +188,7 @@ class BigQueryWarehouse:
     def _snapshot_rows(self, where: str, params: dict[str, Any]) -> SnapshotRecord | None:
         rows = self._select(
             SNAPSHOTS_TABLE,
-            f"SELECT * FROM `{self.qualified(SNAPSHOTS_TABLE)}` WHERE {where} ORDER BY created_at DESC LIMIT 1", params,
+            f"SELECT * FROM {self._table(SNAPSHOTS_TABLE)} WHERE {where} ORDER BY created_at DESC LIMIT 1", params,
         )
         if not rows:
             return None
@@ -215,9 +220,9 @@ class BigQueryWarehouse:
         return self._select(
             source_table,
             f"SELECT p.request_id AS request_id, ANY_VALUE(p.features) AS features, ANY_VALUE(l.label) AS label "
-            f"FROM `{self.qualified(PREDICTIONS_TABLE)}` AS p "
-            f"JOIN `{self.qualified(LABELS_TABLE)}` AS l ON l.request_id = p.request_id AND l.pipeline = p.pipeline "
-            f"LEFT JOIN `{self.qualified(source_table)}` AS s ON s.{ROW_ID_COLUMN} = CONCAT(@prefix, p.request_id) "
+            f"FROM {self._table(PREDICTIONS_TABLE)} AS p "
+            f"JOIN {self._table(LABELS_TABLE)} AS l ON l.request_id = p.request_id AND l.pipeline = p.pipeline "
+            f"LEFT JOIN {self._table(source_table)} AS s ON s.{ROW_ID_COLUMN} = CONCAT(@prefix, p.request_id) "
             f"WHERE p.pipeline = @pipeline AND s.{ROW_ID_COLUMN} IS NULL GROUP BY p.request_id ORDER BY p.request_id",
             {"pipeline": pipeline, "prefix": row_id_prefix},
         )

@@ -20,6 +20,7 @@ from google.api_core import exceptions as gexc
 
 from mlops.adapters.bqml import create_model_sql, eval_rows_sql, evaluate_sql
 from mlops.core.spec import PipelineSpec
+from mlops.core.sql import quote_qualified
 from mlops.ml.errors import InputError
 from mlops.ml.options import parse_model_options
 from mlops.ports.trainer import Evaluation, TrainedArtifact
@@ -69,7 +70,7 @@ class BigQueryMLBackend:
         return False
 
     def _row_count(self, table: str) -> int:
-        return int(self._warehouse.query(f"SELECT COUNT(*) AS n FROM `{table}`")[0]["n"])
+        return int(self._warehouse.query(f"SELECT COUNT(*) AS n FROM {quote_qualified(table)}")[0]["n"])
 
     def train(self, spec: PipelineSpec, snapshot_table: str, artifact_dir: str) -> TrainedArtifact:
         candidate = artifact_dir.rstrip("/").rsplit("/", 1)[-1].replace("-", "_")

@@ -14,5 +14,7 @@ def validation_problems(error: ValidationError, *, prefix: str = "", upper: bool
     problems = []
     for entry in error.errors():
         path = ".".join(str(part) for part in entry["loc"]) or "<root>"
-        problems.append(f"{prefix}{path.upper() if upper else path}: {entry['msg']}")
+        # pydantic prefixes a validator's own message with "Value error, ": the message is the point.
+        message = entry["msg"].removeprefix("Value error, ")
+        problems.append(f"{prefix}{path.upper() if upper else path}: {message}")
     return problems

@@ -7,12 +7,17 @@ and to `CREATE MODEL` in the cloud.
 
 from __future__ import annotations
 
+import difflib
+import hashlib
+import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -22,6 +27,7 @@ from pydantic import (
 )
 
 from mlops.core.errors import validation_problems
+from mlops.core.sql import is_column_name
 
 MODEL_TYPES = ("LOGISTIC_REG", "LINEAR_REG", "BOOSTED_TREE_CLASSIFIER", "BOOSTED_TREE_REGRESSOR")
 NAME_PATTERN = r"^[a-z][a-z0-9-]{1,40}[a-z0-9]$"
@@ -41,10 +47,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _column_name(value: str) -> str:
+    # Checked here, at `mlops pipeline apply`, with the same pattern the SQL quoting enforces: a name
+    # that could change a statement's shape never gets as far as a warehouse.
+    if not is_column_name(value):
+        raise ValueError(f"{value[:80]!r} is not a column name: letters, digits and underscores, "
+                         "not starting with a digit")
+    return value
+
+
+ColumnName = Annotated[str, AfterValidator(_column_name)]
+
+
 class SourceSpec(_Strict):
     table: str = Field(description="Source table in the stack's dataset (created by `mlops ingest`).")
-    label: str = Field(description="Label column.")
-    features: list[str] = Field(min_length=1, description="Feature columns, in order.")
+    label: ColumnName = Field(description="Label column.")
+    features: list[ColumnName] = Field(min_length=1, description="Feature columns, in order.")
 
     @field_validator("table")
     @classmethod
@@ -85,6 +103,16 @@ class PromotionSpec(_Strict):
     metric: str = Field(description="An ML.EVALUATE metric name, e.g. roc_auc or mean_absolute_error.")
     minimum: float | None = Field(None, description="The candidate must reach this (or stay below it if lower is better).")
     min_gain: float = Field(0.0, ge=0, description="Required improvement over the champion on the same rows.")
+    tolerance: float = Field(0.0, ge=0, description="Instead of min_gain: the candidate, trained on fresher data, "
+                                                    "may trail the champion by up to this much and still be promoted.")
+
+    @model_validator(mode="after")
+    def _one_rule_against_the_champion(self) -> PromotionSpec:
+        # Both at once would be one rule in disguise (any gain >= -tolerance passes): make the user pick.
+        if self.min_gain > 0 and self.tolerance > 0:
+            raise ValueError("set min_gain (the candidate must beat the champion by it) or tolerance (it may "
+                             "trail the champion by up to it), not both")
+        return self
 
 
 class DeploymentSpec(_Strict):
@@ -124,6 +152,82 @@ class PipelineSpec(_Strict):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json", exclude_defaults=False), sort_keys=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of what decides the model a snapshot yields: the source columns, the model and the
+        gate (not the retrain thresholds or the deployment). The data-watcher records it with each
+        snapshot and retrains the same rows when it changes. Defaults are left out, so a field added
+        to the spec later does not change the fingerprint of specs that do not use it."""
+        training = self.model_dump(mode="json", include={"source", "model", "promotion"}, exclude_defaults=True)
+        return hashlib.sha256(json.dumps(training, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def table_id(pipeline: str) -> str:
+    """A pipeline name as a BigQuery table id: its hyphens become underscores. Names have no
+    underscores (NAME_PATTERN), so two pipelines never map to the same id."""
+    if not re.fullmatch(NAME_PATTERN, pipeline):
+        raise ValueError(f"not a pipeline name: {pipeline!r}")
+    return pipeline.replace("-", "_")
+
+
+def snapshot_table_id(pipeline: str, data_version: str) -> str:
+    """The snapshot table of one data version of one pipeline (`breast_cancer__d0003`): named by the
+    pipeline, not by its source table, since pipelines sharing a table snapshot it on their own."""
+    if not re.fullmatch(r"d[0-9]{4,}", data_version):
+        raise ValueError(f"not a data version: {data_version!r}")
+    return f"{table_id(pipeline)}__{data_version}"
+
+
+# What the models can take, by the table's column type (GoogleSQL names, and the legacy names the
+# BigQuery API also answers). Features follow BigQuery ML's automatic transforms as the trainer
+# mirrors them (`mlops.ml.features`): numbers are standardized, STRING and BOOL one-hot encoded.
+NUMERIC_TYPES = frozenset({"INT64", "FLOAT64", "NUMERIC", "BIGNUMERIC", "INTEGER", "FLOAT", "DECIMAL", "BIGDECIMAL"})
+FEATURE_TYPES = NUMERIC_TYPES | {"STRING", "BOOL", "BOOLEAN"}
+SHOWN_COLUMNS = 25
+
+
+def spec_problems(spec: PipelineSpec, columns: Sequence[tuple[str, str]]) -> list[str]:
+    """Why `spec` cannot train on a table of these (name, type) columns, one problem a line; empty
+    when it can. The missing label, then the missing features (in one line, each with the closest
+    name the table has), then the table's columns (once), then each column of a type the model
+    cannot use, with its type: the first few lines say the most. Pure, so `mlops pipeline apply`
+    (when the table exists) and the data-watcher (when data lands) refuse a spec for the same
+    reasons in the same words."""
+    types = {name: kind.upper() for name, kind in columns}
+    data_columns = [name for name in types if name not in SYSTEM_COLUMNS]
+    table = spec.source.table
+    problems = []
+
+    def named(column: str) -> str:
+        near = [name for name in data_columns if name.lower() == column.lower()] or difflib.get_close_matches(
+            column, data_columns, n=1, cutoff=0.75)
+        return f"{column!r} (did you mean {near[0]!r}?)" if near else repr(column)
+
+    if spec.source.label not in types:
+        problems.append(f"label column {named(spec.source.label)} is not in table {table}")
+    missing = [c for c in spec.source.features if c not in types]
+    if missing:
+        many = len(missing) > 1
+        problems.append(f"feature column{'s' if many else ''} {', '.join(map(named, missing))} "
+                        f"{'are' if many else 'is'} not in table {table}")
+    if problems:
+        shown = ", ".join(data_columns[:SHOWN_COLUMNS])
+        more = f" and {len(data_columns) - SHOWN_COLUMNS} more" if len(data_columns) > SHOWN_COLUMNS else ""
+        problems.append(f"table {table} has columns: {shown or '(none)'}{more}")
+    for feature in spec.source.features:
+        kind = types.get(feature)
+        if kind is not None and kind not in FEATURE_TYPES:
+            problems.append(f"feature {feature!r} is {kind}: features must be numeric, STRING or BOOL")
+    label_kind = types.get(spec.source.label)
+    if label_kind is not None:
+        if spec.model.is_classifier and label_kind not in FEATURE_TYPES:
+            problems.append(f"label {spec.source.label!r} is {label_kind}: a {spec.model.type} label must be "
+                            "numeric, STRING or BOOL")
+        elif not spec.model.is_classifier and label_kind not in NUMERIC_TYPES:
+            problems.append(f"label {spec.source.label!r} is {label_kind}: a {spec.model.type} label must be "
+                            "numeric")
+    return problems
 
 
 def parse_spec(text: str, source: str = "<string>") -> PipelineSpec:
