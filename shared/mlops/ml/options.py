@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
 )
 
+from mlops.core.sql import is_column_name
 from mlops.ml.errors import ModelOptionsError
 from mlops.ml.split import DataSplitMethod
 
@@ -89,6 +90,15 @@ class ModelOptions(BaseModel):
     auto_class_weights: StrictBool | None = None
     class_weights: dict[str, Number] | None = None
     input_label_cols: tuple[str, ...] | None = Field(None, min_length=1, max_length=1)
+
+    @field_validator("data_split_col", "input_label_cols")
+    @classmethod
+    def _column_names(cls, value: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
+        # Column names end up in CREATE MODEL: the same rule as a spec's columns (mlops.core.sql).
+        for name in (value,) if isinstance(value, str) else value or ():
+            if not is_column_name(name):
+                raise ValueError(f"{name[:80]!r} is not a column name: letters, digits and underscores")
+        return value
 
     @field_validator("class_weights", mode="before")
     @classmethod
