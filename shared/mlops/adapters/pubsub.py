@@ -11,9 +11,9 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Any
 
+import google.cloud.pubsub_v1 as pubsub_v1
 import grpc
 from google.api_core.exceptions import InvalidArgument, NotFound
-from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.types import BatchSettings
 from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 

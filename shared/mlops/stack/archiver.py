@@ -15,8 +15,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import google.cloud.pubsub_v1 as pubsub_v1
 import structlog
-from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # no type information shipped
 from google.cloud.pubsub_v1.subscriber.message import Message
 from google.cloud.pubsub_v1.types import FlowControl
 

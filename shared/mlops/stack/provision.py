@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+import google.cloud.pubsub_v1 as pubsub_v1
 import structlog
 from google.api_core.exceptions import AlreadyExists
-from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # no type information shipped
 from google.protobuf.duration_pb2 import Duration
 from google.pubsub_v1.types import Encoding, Schema
 
