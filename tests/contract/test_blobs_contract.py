@@ -33,7 +33,7 @@ class TestInMemoryBlobStore(BlobStoreContract):
 @pytest.mark.integration
 class TestGcsBlobStore(BlobStoreContract):
     @pytest.fixture
-    def client(self, storage_emulator: StorageEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[storage.Client]:
+    def client(self, storage_emulator: StorageEmulator) -> Iterator[storage.Client]:
         client = storage_client("contract-project", storage_emulator.endpoint)
         yield client
         client.close()

@@ -68,7 +68,7 @@ class TestSklearnBackendOnEmulators(TrainerBackendContract):
         return BigQueryWarehouse(client, PROJECT, dataset, dataset)
 
     @pytest.fixture
-    def blobs(self, storage_emulator: StorageEmulator, monkeypatch: pytest.MonkeyPatch) -> BlobStore:
+    def blobs(self, storage_emulator: StorageEmulator) -> BlobStore:
         from mlops.adapters.gcs import GcsBlobStore, storage_client
 
         client = storage_client(PROJECT, storage_emulator.endpoint)

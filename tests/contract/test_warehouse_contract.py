@@ -29,7 +29,7 @@ class TestInMemoryWarehouse(WarehouseContract):
 @pytest.mark.integration
 class TestBigQueryWarehouse(WarehouseContract):
     @pytest.fixture
-    def warehouse(self, bigquery_emulator: BigQueryEmulator, monkeypatch: pytest.MonkeyPatch) -> Warehouse:
+    def warehouse(self, bigquery_emulator: BigQueryEmulator) -> Warehouse:
         from mlops.adapters.bigquery import BigQueryWarehouse, bigquery_client
         from mlops.stack.provision import provision_bigquery
 
