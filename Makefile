@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test test-unit test-integration demo bench compose-check clean
+.PHONY: install lint test test-unit test-integration demo bench compose-check reset clean
 
 install: $(STAMP)
 
@@ -34,6 +34,7 @@ test-unit: install
 test-integration: install
 	$(BIN)/pytest -q tests/integration tests/e2e
 
+# The demo runs in its own folder, .mlops-demo/, which it resets (and says so) at every start.
 demo: install
 	$(BIN)/mlops demo
 
@@ -43,5 +44,13 @@ bench: install
 compose-check: install
 	$(BIN)/docker-compose config --quiet
 
+# Stop the local stacks and delete their data (.mlops/ and the demo's .mlops-demo/); keeps .venv.
+reset:
+	@if [ -x $(BIN)/mlops ]; then $(BIN)/mlops reset --yes --data-dir .mlops && $(BIN)/mlops reset --yes --data-dir .mlops-demo; \
+	else rm -rf .mlops .mlops-demo; fi
+
+# Everything `make` made: the stacks (stopped first) with their data, and the .venv.
 clean:
-	rm -rf .mlops $(VENV)
+	-@[ ! -x $(BIN)/mlops ] || $(BIN)/mlops down --data-dir .mlops
+	-@[ ! -x $(BIN)/mlops ] || $(BIN)/mlops down --data-dir .mlops-demo
+	rm -rf .mlops .mlops-demo $(VENV)

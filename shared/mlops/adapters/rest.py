@@ -8,14 +8,13 @@ a fraction of a second. They answer exactly as the full adapters do for the meth
 (`tests/integration/test_rest_readers.py` compares them on the emulators), and they have no write
 method: everything that changes state goes through the full adapters.
 
-Locally the endpoints are the emulators' (`BIGQUERY_EMULATOR_HOST`, `STORAGE_EMULATOR_HOST`, the
-Vertex stand-in's URL) without credentials; in the cloud, Google's, with application default
-credentials.
+Locally the endpoints are the emulators' (the settings' `bigquery_emulator_host`,
+`storage_emulator_host`, `vertex_endpoint`) without credentials; in the cloud, Google's, with
+application default credentials.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -109,7 +108,7 @@ class BigQueryReader:
         self.project = project
         self.dataset = dataset
         self.snapshot_dataset = snapshot_dataset
-        host = base_url or os.environ.get("BIGQUERY_EMULATOR_HOST") or "https://bigquery.googleapis.com"
+        host = base_url or "https://bigquery.googleapis.com"
         self._base = f"{host.rstrip('/')}/bigquery/v2/projects/{project}"
 
     def qualified(self, table: str, dataset: str | None = None) -> str:
@@ -229,7 +228,7 @@ class GcsReader:
     def __init__(self, session: requests.Session, bucket: str, base_url: str | None = None):
         self._http = session
         self.bucket = bucket
-        host = base_url or os.environ.get("STORAGE_EMULATOR_HOST") or "https://storage.googleapis.com"
+        host = base_url or "https://storage.googleapis.com"
         self._base = f"{host.rstrip('/')}/storage/v1/b"
 
     def put(self, path: str, data: bytes, content_type: str = "application/octet-stream") -> str:

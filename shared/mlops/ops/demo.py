@@ -16,17 +16,27 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from mlops.core.events import Decision, TickReason, WatchTick
+from mlops.core.events import Decision, TickReason
 from mlops.core.spec import PipelineSpec, parse_spec
+from mlops.core.sql import quote_qualified
 from mlops.core.topology import PREDICTIONS_TABLE
 from mlops.ml.datasets import load_demo_dataset
 from mlops.ops.context import CliContext
+from mlops.ops.errors import NotReachable, RunFailed
 from mlops.ops.ingest import ingest_labels, ingest_rows
+from mlops.ops.reset import reset
+from mlops.ops.ticks import publish_tick
 from mlops.ports.registry import VersionMeta
 from mlops.stack.supervisor import Stack
+
+# The demo's own folder: `make demo` resets it at the start (and says so), so every run starts
+# empty and plays the same rounds; a user's `.mlops/` is never touched by it.
+DEMO_DATA_DIR = Path(".mlops-demo")
+DEMO_PIPELINE = "abalone"
 
 DEMO_BATCHES = (800, 400, 500, 700, 900, 577)
 # The last rows are never landed as data: they are the production traffic, and half of them get
@@ -58,8 +68,21 @@ deployment:
 """
 
 
-def demo_spec() -> PipelineSpec:
-    return parse_spec(DEMO_SPEC, "demo spec")
+def demo_spec(name: str = DEMO_PIPELINE) -> PipelineSpec:
+    """The demo's spec, under another pipeline name (and table) when `abalone` is taken."""
+    text = DEMO_SPEC.replace(f"name: {DEMO_PIPELINE}", f"name: {name}") \
+                    .replace(f"table: {DEMO_PIPELINE}", f"table: {name.replace('-', '_')}")
+    return parse_spec(text, "demo spec")
+
+
+def free_pipeline_name(taken: Sequence[str], base: str = DEMO_PIPELINE) -> str:
+    """`abalone`, or the first of `abalone-2`, `abalone-3`, ... no pipeline has yet."""
+    if base not in taken:
+        return base
+    number = 2
+    while f"{base}-{number}" in taken:
+        number += 1
+    return f"{base}-{number}"
 
 
 def write_demo_csvs(folder: Path) -> list[Path]:
@@ -102,7 +125,9 @@ class LoopWatcher:
             if fresh:
                 return max(fresh.values(), key=lambda v: int(v.version_id))
             time.sleep(0.05)
-        raise TimeoutError(f"no new model version within {timeout:.0f} s (see the services' logs)")
+        raise RunFailed(f"no new model version of {self.spec.name} within {timeout:.0f} s; "
+                        f"`mlops events --type stage.failed --data-dir {self.ctx.data_dir}` shows failures, "
+                        f"the logs are in {self.ctx.data_dir}/logs")
 
     def wait_serving(self, version_id: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -110,7 +135,8 @@ class LoopWatcher:
             if self.serving().get(version_id, 0) > 0:
                 return
             time.sleep(0.02)
-        raise TimeoutError(f"version {version_id} was not serving within {timeout:.0f} s")
+        raise RunFailed(f"version {version_id} of {self.spec.name} was not serving within {timeout:.0f} s; see "
+                        f"the logs in {self.ctx.data_dir}/logs")
 
     def send_predictions(self, rows: Sequence[dict[str, Any]], run_tag: str) -> list[str]:
         features = self.spec.source.features
@@ -128,22 +154,36 @@ class LoopWatcher:
 
     def logged(self, request_ids: Sequence[str]) -> int:
         rows = self.ctx.warehouse.query(
-            f"SELECT COUNT(DISTINCT request_id) AS n FROM `{self.ctx.warehouse.qualified(PREDICTIONS_TABLE)}` "
+            f"SELECT COUNT(DISTINCT request_id) AS n FROM {quote_qualified(self.ctx.warehouse.qualified(PREDICTIONS_TABLE))} "
             "WHERE pipeline = @pipeline", {"pipeline": self.spec.name})
         return int(rows[0]["n"])
 
 
-def run_demo(data_dir: Path, keep: bool = False, console: Console | None = None) -> dict[str, Any]:
+def run_demo(data_dir: Path | None = None, keep: bool = False, console: Console | None = None) -> dict[str, Any]:
+    """Play the demo. With no `data_dir` it runs in its own folder, reset first (announced); in a
+    folder of the user's, nothing is deleted and a taken pipeline name gets a suffix."""
     console = console or Console(stderr=True)
     started = time.monotonic()
+    if data_dir is None:
+        data_dir = DEMO_DATA_DIR
+        if data_dir.exists():
+            console.print(f"starting from clean state: removing the previous demo's stack and data in {data_dir}/ "
+                          "(the demo's own folder)")
+            reset(data_dir)
     stack = Stack(data_dir)
+    already_up = stack.status()["up"]
     with console.status("starting the local stack (emulators, Vertex stand-in, 7 services)..."):
-        stack.up()
-    console.print(f"stack up in {time.monotonic() - started:.1f} s")
+        try:
+            stack.up()
+        except RuntimeError as error:  # a component that would not start: its log says why
+            raise NotReachable(f"the local stack did not start: {error}") from None
+    console.print(f"stack up in {time.monotonic() - started:.1f} s ({data_dir})")
     rounds: list[dict[str, Any]] = []
     try:
         ctx = CliContext(data_dir)
-        spec = demo_spec()
+        spec = demo_spec(free_pipeline_name(ctx.specs.names()))
+        if spec.name != DEMO_PIPELINE:
+            console.print(f"pipeline {DEMO_PIPELINE} already exists in {data_dir}: this run is pipeline {spec.name}")
         ctx.specs.put(spec)
         data = load_demo_dataset()
         console.print(f"dataset: {data.description.splitlines()[0]} ({len(data.rows)} rows)")
@@ -156,7 +196,7 @@ def run_demo(data_dir: Path, keep: bool = False, console: Console | None = None)
             known = set(watcher.versions())
             landed = time.monotonic()
             ingest_rows(ctx.warehouse, spec, batch)
-            ctx.bus.publish_payload(WatchTick.EVENT_TYPE, {"pipeline": spec.name, "reason": TickReason.DATA_LANDED}, "demo")
+            publish_tick(ctx.bus, spec.name, TickReason.DATA_LANDED, source="demo")
             version = watcher.wait_new_version(known, ROUND_TIMEOUT_S)
             registered_s = time.monotonic() - landed
             meta = VersionMeta.of(version)
@@ -200,14 +240,17 @@ def run_demo(data_dir: Path, keep: bool = False, console: Console | None = None)
         print_summary(console, summary)
         return summary
     finally:
-        if not keep:
+        if not keep and not already_up:
             stack.down()
-            console.print("stack stopped (use --keep to leave it running)")
+            console.print(f"stack stopped (use --keep to leave it running; `mlops reset --data-dir {data_dir}` "
+                          "deletes its data)")
 
 
 def print_summary(console: Console, summary: dict[str, Any]) -> None:
-    table = Table("round", "rows", "data", "version", "decision", "roc_auc", "champion", "registered s", "serving s",
-                  title=f"mlops demo: {summary['pipeline']}")
+    # Short headers and no vertical rules: the table fits 80 columns without cutting a cell.
+    table = Table("round", "rows", "data", "v", "decision", "roc_auc", "champion", "registered", "serving",
+                  title=f"mlops demo: {summary['pipeline']} (seconds from landing to registered / serving)",
+                  box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, show_edge=False)
     for r in summary["rounds"]:
         fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else "-"  # noqa: E731
         table.add_row(str(r["round"]), str(r["total_rows"]), r["data_version"], r["version"], r["decision"],

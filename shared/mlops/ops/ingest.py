@@ -16,12 +16,15 @@ from typing import Any
 
 from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN, PipelineSpec
 from mlops.core.topology import LABELS_TABLE
+from mlops.ops.errors import OperatorError
+from mlops.ops.validate import coerce_rows, one_line, spec_problems
+from mlops.ports.warehouse import Warehouse, WarehouseError
 
 BATCH_ROWS = 500
 
 
-class IngestError(ValueError):
-    pass
+class IngestError(OperatorError, ValueError):
+    """Rows that cannot land as they are; nothing of them was written."""
 
 
 def _typed(value: str) -> Any:
@@ -45,8 +48,26 @@ def _bq_type(values: Iterable[Any]) -> str:
 
 
 def read_csv(path: Path) -> list[dict[str, Any]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return [{k: _typed(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+    """The data rows of a CSV file with a header row, values typed (int, float, text, None for empty)."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            rows = []
+            for number, row in enumerate(reader, 1):
+                if None in row:  # DictReader files values beyond the header under the key None
+                    raise IngestError(f"{path}: row {number} has more values than the header has columns")
+                rows.append({k: _typed(v) if v is not None else None for k, v in row.items()})
+    except FileNotFoundError:
+        raise IngestError(f"no file {path}") from None
+    except IsADirectoryError:
+        raise IngestError(f"{path} is a folder, not a CSV file") from None
+    except UnicodeDecodeError as error:
+        raise IngestError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except csv.Error as error:
+        raise IngestError(f"{path} is not a readable CSV file: {error}") from None
+    if not rows:
+        raise IngestError(f"{path} has no data rows (a header row, then one row per line): nothing landed")
+    return rows
 
 
 def source_columns(spec: PipelineSpec, rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, str]]:
@@ -56,32 +77,48 @@ def source_columns(spec: PipelineSpec, rows: Sequence[dict[str, Any]]) -> list[t
     return columns
 
 
-def ingest_rows(warehouse, spec: PipelineSpec, rows: Sequence[dict[str, Any]],
+def ingest_rows(warehouse: Warehouse, spec: PipelineSpec, rows: Sequence[dict[str, Any]],
                 now: datetime | None = None) -> int:
-    """Append rows to the spec's source table; every problem with the rows is reported at once."""
+    """Append rows to the spec's source table, or land none of them: the rows are checked against
+    the table's columns (or, for a new table, the columns they make) first, every problem at once."""
     needed = [*spec.source.features, spec.source.label]
     if not rows:
-        return 0
+        raise IngestError("no data rows: nothing landed")
     missing = [c for c in needed if c not in rows[0]]
     if missing:
         raise IngestError(f"the data has no column(s) {missing} that pipeline {spec.name} needs; "
                           f"it has {sorted(rows[0])}")
     existing = warehouse.table_columns(spec.source.table)
-    if existing is None:
-        warehouse.ensure_table(spec.source.table, source_columns(spec, rows))
-    prepared = [{ROW_ID_COLUMN: str(r.get(ROW_ID_COLUMN) or uuid.uuid4().hex), **{c: r.get(c) for c in needed}}
-                for r in rows]
+    planned = source_columns(spec, rows) if existing is None else None
+    columns = [(name, kind) for name, kind, _ in planned] if planned else existing or []
+    problems = spec_problems(spec, columns)
+    if problems:
+        fix = "fix the data" if planned else "fix the spec (`mlops pipeline apply`) or the data"
+        raise IngestError(f"pipeline {spec.name} cannot train on {'these rows' if planned else 'its table'}: "
+                          f"{one_line(problems)}; {fix}. Nothing landed")
+    typed, problems = coerce_rows(rows, dict(columns), needed)
+    if problems:
+        raise IngestError(f"{len(problems)} value(s) do not fit table {spec.source.table}: {one_line(problems)}. "
+                          "Fix them and ingest the file again; nothing landed")
+    if planned is not None:
+        warehouse.ensure_table(spec.source.table, planned)
+    prepared = [{ROW_ID_COLUMN: str(r.get(ROW_ID_COLUMN) or uuid.uuid4().hex), **values}
+                for r, values in zip(rows, typed)]
     for start in range(0, len(prepared), BATCH_ROWS):
         # Each chunk is stamped just before it is written: if the data-watcher snapshots while a large
         # file is still landing, the rows not yet written carry a later time and count as new next time
         # (one stamp for the whole file would leave them at the watermark, never counted).
         stamp = (now or datetime.now(UTC)).isoformat()
         chunk = [{**row, INGESTED_AT_COLUMN: stamp} for row in prepared[start:start + BATCH_ROWS]]
-        warehouse.insert_rows(spec.source.table, chunk)
+        try:
+            warehouse.insert_rows(spec.source.table, chunk)
+        except WarehouseError as error:
+            raise IngestError(f"the warehouse refused rows {start + 1}-{start + len(chunk)} "
+                              f"({start} landed before them): {error}") from None
     return len(prepared)
 
 
-def ingest_labels(warehouse, pipeline: str, rows: Sequence[dict[str, Any]], label_column: str) -> int:
+def ingest_labels(warehouse: Warehouse, pipeline: str, rows: Sequence[dict[str, Any]], label_column: str) -> int:
     """Late labels for served predictions, joined on `request_id` by the next snapshot."""
     if rows and ("request_id" not in rows[0] or label_column not in rows[0]):
         raise IngestError(f"a label file needs columns request_id and {label_column}; it has {sorted(rows[0])}")
