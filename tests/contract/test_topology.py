@@ -33,7 +33,7 @@ PUBLISHED_OUTSIDE_SERVICES = {
     "stage.failed.v1": "every service's push endpoint, on any failure (PushEndpoint.report_failure)",
 }
 # Event types nobody subscribes to with a push subscription: they are for operators (archive, alerts).
-CONSUMED_BY_OPERATORS = {"stage.failed.v1"}
+CONSUMED_BY_OPERATORS = {"stage.failed.v1", "data.skipped.v1"}
 EVENTS_BY_TYPE_BY_CLASS = {cls.__name__: event_type for event_type, cls in EVENTS_BY_TYPE.items()}
 
 

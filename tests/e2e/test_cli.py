@@ -88,9 +88,57 @@ def test_ingest_wait_follows_the_run_to_its_deployment_and_bad_input_loses_nothi
     assert "snapshot d0002: 1200 rows (400 new)" in out and "registered version 2" in out
     assert source_rows(stack_dir) == 1200
 
-    # Nothing new: the follow says why no run started, and exits 0 (nothing failed).
+    # Nothing new: the follow prints the data-watcher's own answer (its data.skipped) and exits 0.
     again = mlops("trigger", "-p", PIPELINE, "--wait", data_dir=stack_dir)
-    assert "nothing to train: no new rows" in " ".join(again.stderr.split())
+    out = " ".join(again.stderr.split())
+    assert f"nothing to train: no new rows in {TABLE} since snapshot d0002" in out
+    assert f"{PIPELINE}: nothing (no run: nothing to train)" in out
+    skips = json.loads(mlops("events", "--type", "data.skipped", "--json", data_dir=stack_dir).stdout)
+    said = [e["data"] for e in skips if e["pipeline"] == PIPELINE and e["data"]["reason"] == "manual"]
+    assert said and (said[0]["cause"], said[0]["last_data_version"], said[0]["total_rows"]) == (
+        "no_new_rows", "d0002", 1200)
+
+
+def test_the_watchers_no_is_said_and_a_corrected_spec_retries_the_waiting_rows_at_once(stack, stack_dir, batches):
+    """Each "nothing to train" is the data-watcher's own answer (data.skipped), exit 0; re-applying a
+    corrected spec ticks the watcher (spec_applied), which snapshots the rows that waited."""
+    from mlops.ops.archive import query_events
+    from mlops.ops.context import CliContext
+    from tests.integration.harness import wait_for
+
+    name, table = "abalone-gate", "abalone_gate"
+    spec = (batches["spec"].read_text().replace(f"name: {PIPELINE}", f"name: {name}")
+            .replace(f"table: {TABLE}", f"table: {table}").replace("  schedule_seconds: 600\n", ""))  # no ticker
+    strict, fixed = batches["spec"].with_name("strict.yaml"), batches["spec"].with_name("fixed.yaml")
+    strict.write_text(spec.replace("retrain:\n", "retrain:\n  min_rows: 1000\n"))
+    fixed.write_text(spec.replace("retrain:\n", "retrain:\n  min_rows: 100\n"))
+
+    out = " ".join(mlops("pipeline", "apply", str(strict), data_dir=stack_dir).stderr.split())
+    assert f"table {table} does not exist yet" in out and "tick" not in out  # nothing to look at yet
+    out = " ".join(mlops("trigger", "-p", name, "--wait", data_dir=stack_dir).stderr.split())
+    assert f"nothing to train: table {table} does not exist yet (land rows with `mlops ingest --pipeline {name}`)" in out
+    out = " ".join(mlops("ingest", "-p", name, "--csv", str(batches["second"]), "--wait", data_dir=stack_dir)
+                   .stderr.split())
+    assert f"nothing to train: {table} has 400 rows, fewer than min_rows 1000" in out
+    assert f"{name}: nothing (no run: nothing to train)" in out
+
+    out = " ".join(mlops("pipeline", "apply", str(fixed), data_dir=stack_dir).stderr.split())
+    assert f"checked against table {table}; the data-watcher looks at its rows now (tick " in out
+    tick = out.split("(tick ")[1][:8]
+    ctx = CliContext(stack_dir)
+
+    def of_the_tick(event_type: str) -> list:
+        return [e for e in query_events(ctx.warehouse, event_type=event_type, limit=100)
+                if e.pipeline == name and e.causation_id.startswith(tick)]
+
+    [ready] = wait_for(lambda: of_the_tick("data.ready.v1"), timeout=30, interval=0.5, what="the snapshot")
+    assert (ready.payload()["data_version"], ready.payload()["total_rows"]) == ("d0001", 400)
+    # Let its run finish here, so no later test shares the stack with a half-done run.
+    [registered] = wait_for(lambda: [e for e in query_events(ctx.warehouse, run_id=ready.run_id, limit=50)
+                                     if e.type == "model.registered.v1"], timeout=90, interval=0.5, what="the run")
+    if registered.payload()["decision"] == "promote":
+        wait_for(lambda: [e for e in query_events(ctx.warehouse, run_id=ready.run_id, limit=50)
+                          if e.type == "model.deployed.v1"], timeout=90, interval=0.5, what="the deployment")
 
 
 def test_unknown_names_and_bad_specs_are_one_line_errors(stack, stack_dir, batches, tmp_path):

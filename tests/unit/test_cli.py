@@ -159,6 +159,37 @@ def test_a_spec_is_checked_against_its_table_when_the_table_exists(applied, tmp_
     assert result.exit_code == 0 and "tiny" in result.stdout and "{" not in result.stdout  # a table, not a dict
 
 
+def test_applying_a_spec_whose_table_exists_tells_the_data_watcher_to_look_again(applied, tmp_path):
+    ticked = len(ticks(applied))
+    result = run("pipeline", "apply", str(tmp_path / "tiny.yaml"))
+    assert result.exit_code == 0
+    [tick] = ticks(applied)[ticked:]
+    assert (tick.event.pipeline, tick.event.reason) == ("tiny", "spec_applied")
+    line = " ".join(result.stderr.split())
+    assert "checked against table tiny; the data-watcher looks at its rows now" in line
+    assert f"(tick {tick.attributes['ce-id'][:8]})" in line
+
+
+def test_applying_a_spec_before_its_table_exists_sends_no_tick(ctx, tmp_path):
+    (tmp_path / "tiny.yaml").write_text(SPEC_YAML)
+    result = run("pipeline", "apply", str(tmp_path / "tiny.yaml"))
+    assert result.exit_code == 0 and "table tiny does not exist yet" in " ".join(result.stderr.split())
+    assert ticks(ctx) == [] and ctx.specs.names() == ["tiny"]
+
+
+def test_a_tick_that_cannot_be_sent_after_apply_says_the_spec_is_applied_and_what_to_do(applied, tmp_path,
+                                                                                         monkeypatch):
+    def refuse(*args: Any) -> Any:
+        raise ConnectionError("pubsub unreachable")
+
+    monkeypatch.setattr(applied.bus, "publish", refuse)
+    changed = tmp_path / "tiny2.yaml"
+    changed.write_text(SPEC_YAML.replace("min_gain: 0.01", "min_gain: 0.02"))
+    line = one_line_error(run("pipeline", "apply", str(changed)), code=1)
+    assert "pipeline tiny applied" in line and "not told to look again" in line and "mlops trigger --pipeline tiny" in line
+    assert applied.specs.get("tiny").promotion.min_gain == 0.02  # the spec itself is stored
+
+
 # ------------------------------------------------------------------------ unknown names, types
 
 def test_trigger_and_models_for_an_unknown_pipeline_fail_naming_the_known_ones(applied):

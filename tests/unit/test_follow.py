@@ -1,7 +1,8 @@
 """`--wait`: a tick's run followed through the archive to its outcome, or to why nothing happened.
 
 The archive is replaced by a list of archived events (the real envelopes and payloads, encoded as
-the archive stores them); the "nothing to train" reasons read the in-memory warehouse.
+the archive stores them). Why nothing happened is the data-watcher's own `data.skipped`, never a
+second reading of its rules.
 """
 
 from __future__ import annotations
@@ -14,22 +15,23 @@ import pytest
 
 from mlops.core.events import (
     DataReady,
+    DataSkipped,
     Decision,
     ModelDeployed,
     ModelEvaluated,
     ModelRegistered,
     ModelTrained,
+    SkipCause,
     StageFailed,
     TickReason,
     encode,
     new_envelope,
 )
-from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN, parse_spec
+from mlops.core.spec import parse_spec
 from mlops.ops import follow as follow_module
 from mlops.ops.archive import ArchivedEvent
 from mlops.ops.errors import RunFailed
 from mlops.ops.follow import follow
-from mlops.ports.warehouse import SnapshotRecord
 from mlops.testing.memory import InMemoryWarehouse
 
 SPEC = parse_spec("""
@@ -85,10 +87,8 @@ class Clock:
         self.now += seconds
 
 
-def run_follow(warehouse: Any, tick_id: str, clock: Clock, reason: TickReason = TickReason.DATA_LANDED,
-               timeout: float = 60.0) -> list[Any]:
-    return list(follow(warehouse, tick_id, [SPEC], started_at=T0, reason=reason, timeout=timeout,
-                       clock=clock, sleep=clock.sleep))
+def run_follow(warehouse: Any, tick_id: str, clock: Clock, timeout: float = 60.0, specs: Any = (SPEC,)) -> list[Any]:
+    return list(follow(warehouse, tick_id, list(specs), started_at=T0, timeout=timeout, clock=clock, sleep=clock.sleep))
 
 
 def whole_run(archive: Archive, tick_id: str, decision: Decision) -> None:
@@ -141,52 +141,66 @@ def test_transient_failures_are_progress_until_pubsub_gives_up(archive):
         run_follow(InMemoryWarehouse(), "tick-1", Clock())
 
 
-def landed(warehouse: InMemoryWarehouse, count: int, at: datetime) -> None:
-    warehouse.ensure_table("breast_cancer", [(ROW_ID_COLUMN, "STRING", "REQUIRED"),
-                                             (INGESTED_AT_COLUMN, "TIMESTAMP", "REQUIRED"),
-                                             ("a", "FLOAT64", "NULLABLE"), ("y", "INT64", "NULLABLE")])
-    start = len(warehouse.tables.get(warehouse.qualified("breast_cancer"), []))
-    warehouse.insert_rows("breast_cancer", [{ROW_ID_COLUMN: f"r{start + i}", INGESTED_AT_COLUMN: at.isoformat(),
-                                             "a": 1.0, "y": i % 2} for i in range(count)])
+def skip(cause: SkipCause, why: str, last_watermark: str | None = None, pipeline: str = SPEC.name,
+         reason: TickReason = TickReason.DATA_LANDED) -> DataSkipped:
+    return DataSkipped(pipeline=pipeline, source_table=f"p.mlops.{pipeline}", reason=reason, cause=cause, why=why,
+                       total_rows=120, new_rows=0 if cause == SkipCause.NO_NEW_ROWS else 20,
+                       last_data_version="d0002" if last_watermark else None, last_watermark=last_watermark)
 
 
-def test_rows_below_the_threshold_end_with_the_watchers_reason_and_how_to_train_anyway(archive):
-    warehouse = InMemoryWarehouse()
-    landed(warehouse, 100, T0)
-    warehouse.record_snapshot(SnapshotRecord(SPEC.name, "d0001", "p.s.breast_cancer__d0001", 100, 100, T0, "new_rows",
-                                             "t0", T0))
-    landed(warehouse, 20, T0 + timedelta(minutes=1))
-    steps = run_follow(warehouse, "tick-1", Clock())
-    assert steps[-1].outcome == "nothing"
-    assert "20 new rows since snapshot d0001" in steps[-1].text and "50 (50% of 100)" in steps[-1].text
-    assert "mlops trigger --pipeline breast-cancer" in steps[-1].text
+def test_a_skip_ends_with_the_watchers_own_words_and_how_to_train_anyway(archive):
+    why = "20 new rows in breast_cancer since snapshot d0001, below the spec's threshold (50 (50% of 100) new rows)"
+    archive.add(skip(SkipCause.BELOW_THRESHOLDS, why), "run-s", "tick-1", 1)
+    [step] = run_follow(InMemoryWarehouse(), "tick-1", Clock())
+    assert step.outcome == "nothing"
+    assert step.text == f"nothing to train: {why}; `mlops trigger --pipeline breast-cancer` trains on them now"
 
 
-def test_no_new_rows_or_no_table_are_said_as_such(archive):
-    warehouse = InMemoryWarehouse()
-    assert "does not exist yet" in run_follow(warehouse, "t", Clock())[-1].text
-    landed(warehouse, 100, T0)
-    warehouse.record_snapshot(SnapshotRecord(SPEC.name, "d0001", "p.s.breast_cancer__d0001", 100, 100, T0, "new_rows",
-                                             "t0", T0))
-    assert "no new rows in breast_cancer since snapshot d0001" in run_follow(
-        warehouse, "t", Clock(), reason=TickReason.MANUAL)[-1].text
+def test_no_table_or_no_new_rows_are_said_in_the_watchers_words(archive):
+    archive.add(skip(SkipCause.NO_TABLE, "table breast_cancer does not exist yet"), "run-s", "tick-1", 1)
+    [step] = run_follow(InMemoryWarehouse(), "tick-1", Clock())
+    assert step.text == ("nothing to train: table breast_cancer does not exist yet "
+                         "(land rows with `mlops ingest --pipeline breast-cancer`)")
+    # The last snapshot predates the command: these rows are simply not new.
+    earlier = (T0 - timedelta(hours=1)).isoformat()
+    archive.add(skip(SkipCause.NO_NEW_ROWS, "no new rows in breast_cancer since snapshot d0002", earlier,
+                     reason=TickReason.MANUAL), "run-s", "tick-2", 2)
+    [step] = run_follow(InMemoryWarehouse(), "tick-2", Clock())
+    assert (step.outcome, step.text) == ("nothing", "nothing to train: no new rows in breast_cancer since snapshot d0002")
 
 
-def test_a_run_another_tick_started_on_the_same_rows_is_followed(archive):
-    warehouse = InMemoryWarehouse()
-    landed(warehouse, 100, T0)
-    whole_run(archive, "the-tickers-tick", Decision.PROMOTE)
-    steps = run_follow(warehouse, "my-tick", Clock())
-    assert "snapshotted by another tick" in steps[0].text and steps[-1].outcome == "deployed"
+def test_rows_another_tick_snapshotted_since_the_command_began_are_followed_in_that_run(archive):
+    # The ticker's tick took the rows this command landed; this command's tick then found none new.
+    whole_run(archive, "the-tickers-tick", Decision.PROMOTE)  # its data.ready is snapshot d0002
+    mine = skip(SkipCause.NO_NEW_ROWS, "no new rows in breast_cancer since snapshot d0002",
+                (T0 + timedelta(seconds=0.5)).isoformat())
+    archive.add(mine, "run-s", "my-tick", 1.5)
+    steps = run_follow(InMemoryWarehouse(), "my-tick", Clock())
+    assert steps[0].text == "these rows were snapshotted by another tick (d0002); following run run-1"
+    assert steps[-1].outcome == "deployed"
+    assert not any(s.text.startswith("nothing to train") for s in steps)
 
 
-def test_silence_with_rows_to_train_on_times_out_with_one_clear_line(archive):
-    warehouse = InMemoryWarehouse()
-    landed(warehouse, 100, T0)  # a first snapshot is due: the watcher should answer
-    with pytest.raises(RunFailed, match="data-watcher neither snapshotted"):
-        run_follow(warehouse, "tick-1", Clock(), timeout=600)
-    with pytest.raises(RunFailed, match="no outcome within 20 s"):
-        run_follow(warehouse, "tick-1", Clock(), timeout=20)
+def test_a_snapshot_of_another_tick_not_yet_archived_is_waited_for_then_named(archive):
+    archive.add(skip(SkipCause.NO_NEW_ROWS, "no new rows", (T0 + timedelta(seconds=1)).isoformat()), "run-s",
+                "my-tick", 1.5)
+    with pytest.raises(RunFailed, match="snapshot d0002 of another tick is not in the archive yet"):
+        run_follow(InMemoryWarehouse(), "my-tick", Clock(), timeout=10)
+
+
+def test_a_tick_for_every_pipeline_ends_each_with_its_own_answer(archive):
+    other = SPEC.model_copy(update={"name": "iris"})
+    whole_run(archive, "tick-all", Decision.PROMOTE)
+    archive.add(skip(SkipCause.TOO_FEW_ROWS, "iris has 5 rows, fewer than min_rows 50", pipeline="iris"),
+                "run-s", "tick-all", 1)
+    steps = run_follow(InMemoryWarehouse(), "tick-all", Clock(), specs=(SPEC, other))
+    outcomes = {s.pipeline: s.outcome for s in steps if s.outcome}
+    assert outcomes == {"breast-cancer": "deployed", "iris": "nothing"}
+
+
+def test_a_watcher_that_never_answers_times_out_with_one_clear_line(archive):
+    with pytest.raises(RunFailed, match="no outcome within 20 s .*data-watcher has not answered the tick"):
+        run_follow(InMemoryWarehouse(), "tick-1", Clock(), timeout=20)
 
 
 def test_hyperparameters_are_shown_as_values_not_json_strings():

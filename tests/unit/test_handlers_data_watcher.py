@@ -1,4 +1,5 @@
-"""data-watcher: when a tick makes a snapshot, when it does not, and what a redelivered tick does."""
+"""data-watcher: when a tick makes a snapshot, when it does not (and says why in `data.skipped`), and
+what a redelivered tick does."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from data_watcher.handler import DataWatcher, SpecDoesNotFitTable, decide, next_data_version
 from mlops.core.errors import PermanentError
-from mlops.core.events import DataReady, StageFailed, WatchTick
+from mlops.core.events import DataReady, DataSkipped, SkipCause, StageFailed, WatchTick
 from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN
 from mlops.ports.warehouse import SnapshotRecord, SourceStatus
 
@@ -56,13 +57,23 @@ def watcher(warehouse, specs, clock) -> DataWatcher:
 
 
 def tick(watcher: DataWatcher, reason: str = "schedule", pipeline: str | None = "breast-cancer",
-         event_id: str | None = None) -> list[DataReady]:
+         event_id: str | None = None) -> list[DataReady | DataSkipped | StageFailed]:
     event = WatchTick(pipeline=pipeline, reason=reason)
     return watcher.handle(event, envelope_for(event, event_id=event_id))
 
 
-def test_no_rows_make_no_snapshot(watcher, warehouse):
-    assert tick(watcher) == []
+def skipped(out: list) -> DataSkipped:
+    """The one answer of a tick that trained nothing."""
+    [skip] = out
+    assert isinstance(skip, DataSkipped), skip
+    return skip
+
+
+def test_no_table_makes_no_snapshot_and_says_so(watcher, warehouse):
+    skip = skipped(tick(watcher, reason="data_landed"))
+    assert skip == DataSkipped(
+        pipeline="breast-cancer", source_table="test-project.mlops.breast_cancer", reason="data_landed",
+        cause="no_table", why="table breast_cancer does not exist yet", total_rows=0, new_rows=0)
     assert warehouse.snapshots == []
 
 
@@ -87,8 +98,11 @@ def test_the_first_tick_with_data_takes_the_first_snapshot(watcher, warehouse, s
 
 def test_no_new_rows_since_the_last_snapshot_make_nothing(watcher, warehouse, source):
     source.land(20)
-    tick(watcher)
-    assert tick(watcher) == []
+    [first] = tick(watcher)
+    skip = skipped(tick(watcher, reason="manual"))
+    assert (skip.cause, skip.reason, skip.total_rows, skip.new_rows) == ("no_new_rows", "manual", 20, 0)
+    assert skip.why == "no new rows in breast_cancer since snapshot d0001"
+    assert (skip.last_data_version, skip.last_watermark) == ("d0001", first.watermark)
     assert len(warehouse.snapshots) == 1
 
 
@@ -96,7 +110,9 @@ def test_new_rows_below_the_fraction_wait_and_reaching_it_snapshots(watcher, war
     source.land(20)
     tick(watcher)
     source.land(9)  # 9 < 0.5 * 20
-    assert tick(watcher) == []
+    skip = skipped(tick(watcher))
+    assert (skip.cause, skip.total_rows, skip.new_rows, skip.last_data_version) == ("below_thresholds", 29, 9, "d0001")
+    assert skip.why == "9 new rows in breast_cancer since snapshot d0001, below the spec's threshold (10 (50% of 20) new rows)"
     source.land(1)  # 10 >= 0.5 * 20
     [ready] = tick(watcher)
     assert (ready.data_version, ready.total_rows, ready.new_rows, ready.trigger) == ("d0002", 30, 10, "new_rows")
@@ -115,8 +131,10 @@ def test_a_snapshot_is_frozen_at_its_watermark(watcher, warehouse, source):
 
 def test_fewer_rows_than_min_rows_never_train(watcher, warehouse, source):
     source.land(5)
-    assert tick(watcher) == []
-    assert tick(watcher, reason="manual") == []  # not even by hand
+    assert skipped(tick(watcher)).cause == "too_few_rows"
+    skip = skipped(tick(watcher, reason="manual"))  # not even by hand
+    assert (skip.cause, skip.why, skip.last_data_version) == (
+        "too_few_rows", "breast_cancer has 5 rows, fewer than min_rows 10", None)
     assert warehouse.snapshots == []
     source.land(5)  # 10 rows: min_rows reached
     [ready] = tick(watcher)
@@ -129,7 +147,7 @@ def test_new_rows_min_triggers_below_the_fraction(warehouse, specs, clock, sourc
     source.land(100)
     tick(watcher)
     source.land(2)
-    assert tick(watcher) == []
+    assert "below the spec's threshold (3 new rows)" in skipped(tick(watcher)).why
     source.land(1)
     [ready] = tick(watcher)
     assert (ready.new_rows, ready.trigger) == (3, "new_rows")
@@ -139,7 +157,7 @@ def test_a_manual_tick_trains_on_any_new_rows(watcher, source):
     source.land(20)
     tick(watcher)
     source.land(1)
-    assert tick(watcher, reason="schedule") == []
+    assert skipped(tick(watcher, reason="schedule")).cause == "below_thresholds"
     [ready] = tick(watcher, reason="manual")
     assert (ready.trigger, ready.new_rows, ready.data_version) == ("manual", 1, "d0002")
 
@@ -168,7 +186,9 @@ def test_drift_below_the_threshold_does_not_trigger(warehouse, specs, clock, sou
     source.land(20)
     tick(watcher)
     source.land(4)
-    assert tick(watcher) == []
+    skip = skipped(tick(watcher))
+    assert (skip.cause, skip.drift_score) == ("below_thresholds", 0.1)
+    assert skip.why.endswith("(18 (90% of 20) new rows or drift above PSI 0.2, now 0.100)")
 
 
 def test_a_redelivered_tick_re_announces_the_same_snapshot(watcher, warehouse, source):
@@ -207,6 +227,29 @@ def test_a_tick_for_every_pipeline_handles_each_once(warehouse, specs, clock, so
     assert len(warehouse.snapshots) == 2
 
 
+def test_a_redelivered_skip_is_the_same_decision(watcher, source):
+    source.land(20)
+    tick(watcher)
+    source.land(2)
+    first = tick(watcher, event_id="tick-1")
+    assert tick(watcher, event_id="tick-1") == first  # the same event, so the same output ce-id
+
+
+def test_a_tick_for_every_pipeline_answers_each_one(warehouse, specs, clock, source):
+    specs.put(make_spec())
+    specs.put(make_spec(name="iris", source={"table": "iris", "label": "malignant", "features": ["mean_radius"]}))
+    specs.put(make_spec(name="wine", source={"table": "wine", "label": "malignant", "features": ["mean_radius"]}))
+    watcher = DataWatcher(warehouse, specs, clock=clock)
+    source.land(20)
+    source.land(3, table="iris")
+    out = tick(watcher, pipeline=None, event_id="tick-all")
+    assert {e.pipeline: type(e).__name__ for e in out} == {
+        "breast-cancer": "DataReady", "iris": "DataSkipped", "wine": "DataSkipped"}
+    causes = {e.pipeline: e.cause for e in out if isinstance(e, DataSkipped)}
+    assert causes == {"iris": SkipCause.TOO_FEW_ROWS, "wine": SkipCause.NO_TABLE}
+    assert tick(watcher, pipeline=None, event_id="tick-all") == out  # redelivered: the same answers, in order
+
+
 def test_a_tick_for_an_unknown_pipeline_does_nothing(watcher, warehouse, source):
     source.land(20)
     assert tick(watcher, pipeline="no-such-pipeline") == []
@@ -235,6 +278,7 @@ def test_decide(status, last_total, reason, drift, trigger):
     decision = decide(spec, status, last, reason, drift)
     assert decision.trigger == trigger
     assert decision.why
+    assert (decision.skipped is None) == (trigger is not None)  # every "no" has a cause
 
 
 # ------------------------------------------------------------------------- pipelines sharing a table
@@ -299,14 +343,15 @@ def test_a_changed_spec_retrains_the_same_rows_once(watcher, warehouse, specs, s
     [first] = tick(watcher)
     assert warehouse.snapshots[0].spec_hash == make_spec().fingerprint
     specs.put(make_spec(deployment={"canary_percent": 10}, retrain={"new_rows_fraction": 0.3}))
-    assert tick(watcher) == []  # thresholds and deployment do not change the model a snapshot yields
+    # thresholds and deployment do not change the model a snapshot yields
+    assert skipped(tick(watcher)).cause == "no_new_rows"
     fixed = make_spec(source={"features": ["mean_radius"]})
     specs.put(fixed)
     [again] = tick(watcher)
     assert (again.data_version, again.trigger, again.total_rows, again.new_rows) == ("d0002", "spec_changed", 20, 0)
     assert again.watermark == first.watermark
     assert warehouse.snapshots[-1].spec_hash == fixed.fingerprint
-    assert tick(watcher) == []  # once per change
+    assert skipped(tick(watcher)).cause == "no_new_rows"  # once per change
     specs.put(make_spec(source={"features": ["mean_radius"]}, promotion={"min_gain": 0.0, "tolerance": 0.01}))
     [gate] = tick(watcher)  # a new gate judges a fresh candidate on the same rows
     assert (gate.data_version, gate.trigger) == ("d0003", "spec_changed")

@@ -1,5 +1,7 @@
 """data-watcher: on a tick, decide per pipeline whether enough new data (or drift, or a changed spec)
-warrants training, and if so freeze the data into a versioned snapshot and announce it with `data.ready`.
+warrants training, and if so freeze the data into a versioned snapshot and announce it with `data.ready`;
+if not, say so and why with `data.skipped` (the only statement of the decision: `mlops ... --wait`
+reads it instead of guessing from the thresholds).
 
 A spec that does not fit its source table (a label or feature column it lacks, a type no model can
 use) is refused before anything is snapshotted, so the rows stay new: once the spec is fixed, the
@@ -13,6 +15,7 @@ Pure logic over ports: a warehouse, the spec store, and a drift function. No Fla
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,7 +24,7 @@ from datetime import UTC, datetime
 import structlog
 
 from mlops.core.errors import PermanentError
-from mlops.core.events import DataReady, Envelope, StageFailed, TickReason, Trigger, WatchTick
+from mlops.core.events import DataReady, DataSkipped, Envelope, SkipCause, StageFailed, TickReason, Trigger, WatchTick
 from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN, PipelineSpec, snapshot_table_id, spec_problems
 from mlops.ml.drift import psi_between
 from mlops.ports.specs import SpecStore, UnknownPipeline
@@ -52,21 +55,26 @@ class SpecDoesNotFitTable(PermanentError):
 
 @dataclass(frozen=True)
 class RetrainDecision:
-    trigger: Trigger | None  # None: do not train
+    trigger: Trigger | None  # None: do not train, for the reason in `skipped`
     why: str
     drift_score: float | None = None
+    skipped: SkipCause | None = None
 
 
 def decide(spec: PipelineSpec, status: SourceStatus, last: SnapshotRecord | None, reason: TickReason,
            drift_score: float | None) -> RetrainDecision:
-    """Whether this much new data (or this much drift, or a changed spec) is worth a training run."""
+    """Whether this much new data (or this much drift, or a changed spec) is worth a training run.
+    `why` is said to the user as it is (`data.skipped`, `mlops ... --wait`): it names the numbers."""
     retrain = spec.retrain
+    table = spec.source.table
+    since = f"snapshot {last.data_version}" if last else "the start"
     # A record without a fingerprint predates them: unknown is not "changed".
     changed = last is not None and last.spec_hash is not None and last.spec_hash != spec.fingerprint
-    if status.new_rows == 0 and not changed:
-        return RetrainDecision(None, "no new rows since the last snapshot")
+    if (status.new_rows == 0 and not changed) or status.watermark is None:  # no rows, no watermark
+        return RetrainDecision(None, f"no new rows in {table} since {since}", skipped=SkipCause.NO_NEW_ROWS)
     if status.total_rows < retrain.min_rows:
-        return RetrainDecision(None, f"{status.total_rows} rows < min_rows {retrain.min_rows}")
+        return RetrainDecision(None, f"{table} has {status.total_rows} rows, fewer than min_rows {retrain.min_rows}",
+                               skipped=SkipCause.TOO_FEW_ROWS)
     if last is None:
         return RetrainDecision(Trigger.NEW_ROWS, f"first snapshot: {status.total_rows} rows")
     if retrain.new_rows_fraction is not None and status.new_rows >= retrain.new_rows_fraction * last.total_rows:
@@ -80,7 +88,14 @@ def decide(spec: PipelineSpec, status: SourceStatus, last: SnapshotRecord | None
                                                      f"{last.data_version}: {status.total_rows} rows, retrained")
     if reason == TickReason.MANUAL:
         return RetrainDecision(Trigger.MANUAL, f"asked for by hand with {status.new_rows} new rows")
-    return RetrainDecision(None, f"{status.new_rows} new rows are below every threshold")
+    fraction, least = retrain.new_rows_fraction, retrain.new_rows_min
+    needs = ([f"{math.ceil(fraction * last.total_rows)} ({fraction:.0%} of {last.total_rows})"] if fraction is not None else []) \
+        + ([str(least)] if least is not None else [])
+    drift = "" if retrain.drift_psi is None else f" or drift above PSI {retrain.drift_psi}" + (
+        f", now {drift_score:.3f}" if drift_score is not None else "")
+    return RetrainDecision(None, f"{status.new_rows} new rows in {table} since {since}, below the spec's threshold "
+                                 f"({' or '.join(needs) or 'none'} new rows{drift})", drift_score,
+                           skipped=SkipCause.BELOW_THRESHOLDS)
 
 
 def next_data_version(last: SnapshotRecord | None) -> str:
@@ -99,9 +114,13 @@ class DataWatcher:
         # Cloud Run service runs with max one instance, see deploy/).
         self._lock = threading.Lock()
 
-    def handle(self, tick: WatchTick, envelope: Envelope) -> list[DataReady | StageFailed]:
+    def handle(self, tick: WatchTick, envelope: Envelope) -> list[DataReady | DataSkipped | StageFailed]:
+        """One answer per pipeline looked at: `data.ready`, `data.skipped`, or (on a tick for every
+        pipeline) `stage.failed` for a spec that does not fit its table. Output ids derive from the
+        tick's id, so a redelivered tick re-announces the same snapshot, or the same decision when
+        nothing changed in between (a skip has no effect to repeat, so it is judged again)."""
         names = [tick.pipeline] if tick.pipeline else self._specs.names()
-        out: list[DataReady | StageFailed] = []
+        out: list[DataReady | DataSkipped | StageFailed] = []
         with self._lock:
             for name in names:
                 try:
@@ -122,20 +141,18 @@ class DataWatcher:
                                            error_class=type(error).__name__, error_message=str(error)[:2000],
                                            permanent=True, pipeline=name))
                     continue
-                if event is not None:
-                    out.append(event)
+                out.append(event)
         return out
 
-    def watch(self, spec: PipelineSpec, reason: TickReason, source_event_id: str) -> DataReady | None:
+    def watch(self, spec: PipelineSpec, reason: TickReason, source_event_id: str) -> DataReady | DataSkipped:
         done = self._warehouse.snapshot_for_event(source_event_id)
         if done is not None:  # a redelivered tick: announce the same snapshot again, make no new one
             log.info("tick already handled; re-announcing its snapshot", data_version=done.data_version)
             return self._announce(spec, done)
         columns = self._warehouse.table_columns(spec.source.table)
         if columns is None:
-            log.info("nothing to train: the source table does not exist yet", pipeline=spec.name,
-                     table=spec.source.table)
-            return None
+            nothing = RetrainDecision(None, f"table {spec.source.table} does not exist yet", skipped=SkipCause.NO_TABLE)
+            return self._skip(spec, reason, nothing, SourceStatus(0, 0, None), None)
         # Before anything is written (late labels, snapshot, record): the rows stay new for the fixed spec.
         problems = spec_problems(spec, columns)
         if problems:
@@ -149,10 +166,8 @@ class DataWatcher:
         status = self._warehouse.source_status(spec.source.table, last.watermark if last else None)
         drift_score = self._drift_score(spec, last, status)
         decision = decide(spec, status, last, reason, drift_score)
-        if decision.trigger is None or status.watermark is None:  # no new rows means no watermark either
-            log.info("nothing to train", pipeline=spec.name, why=decision.why, total_rows=status.total_rows,
-                     new_rows=status.new_rows)
-            return None
+        if decision.trigger is None or status.watermark is None:  # (decide skips without a watermark)
+            return self._skip(spec, reason, decision, status, last)
         data_version = next_data_version(last)
         # Named by the pipeline: pipelines sharing a source table each keep their own snapshots.
         snapshot_table = snapshot_table_id(spec.name, data_version)
@@ -194,6 +209,23 @@ class DataWatcher:
         current = self._warehouse.read_rows(spec.source.table, numeric, where_after=last.watermark)
         return self._drift(reference, current, numeric)
 
+    def _skip(self, spec: PipelineSpec, reason: TickReason, decision: RetrainDecision, status: SourceStatus,
+              last: SnapshotRecord | None) -> DataSkipped:
+        log.info("nothing to train", pipeline=spec.name, why=decision.why, total_rows=status.total_rows,
+                 new_rows=status.new_rows)
+        return DataSkipped(
+            pipeline=spec.name,
+            source_table=self._warehouse.qualified(spec.source.table),
+            reason=reason,
+            cause=decision.skipped or SkipCause.NO_NEW_ROWS,
+            why=decision.why,
+            total_rows=status.total_rows,
+            new_rows=status.new_rows,
+            last_data_version=last.data_version if last else None,
+            last_watermark=_rfc3339(last.watermark) if last else None,
+            drift_score=decision.drift_score,
+        )
+
     def _announce(self, spec: PipelineSpec, record: SnapshotRecord) -> DataReady:
         return DataReady(
             pipeline=spec.name,
@@ -202,7 +234,11 @@ class DataWatcher:
             data_version=record.data_version,
             total_rows=record.total_rows,
             new_rows=record.new_rows,
-            watermark=record.watermark.isoformat().replace("+00:00", "Z"),
+            watermark=_rfc3339(record.watermark),
             trigger=record.trigger,
             drift_score=record.drift_score,
         )
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

@@ -236,6 +236,22 @@ def down(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
 
 
 @_command()
+def restart(component: Annotated[str, typer.Argument(help="A service, worker or emulator, as `mlops status` names it.")],
+            data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Restart one component of the local stack now and wait until it answers (a crashed one is
+    restarted by the stack's supervisor without asking)."""
+    from mlops.stack.supervisor import Stack, StackError, UnknownComponent
+
+    try:
+        restarted = Stack(data_dir).restart(component)
+    except UnknownComponent as error:
+        _fail(str(error), EXIT_USAGE)
+    except StackError as error:
+        _fail(str(error))
+    _err().print(f"{restarted.name} restarted (pid {restarted.pid}, restart {restarted.restarts})")
+
+
+@_command()
 def reset(data_dir: DataDir = DEFAULT_DATA_DIR,
           yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first (asked only on a terminal).")] = False,
           ) -> None:
@@ -294,15 +310,20 @@ def topology(tfvars: Annotated[bool, typer.Option("--tfvars", help="Terraform va
 @_command(pipeline_app, "apply")
 def pipeline_apply(spec_file: Annotated[Path, typer.Argument(help="The spec (YAML); see the README for its fields.")],
                    data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
-    """Validate a pipeline spec (and against its table, when that exists); store it for every service."""
+    """Validate a pipeline spec (and against its table, when that exists); store it for every service.
+
+    When the table exists, the data-watcher is then told to look again (a `watch.tick`, spec_applied):
+    rows a bad spec left waiting, or a changed model or gate, are trained on now.
+    """
     from mlops.ops.pipelines import apply_spec, read_spec_file
 
     read_spec_file(spec_file)  # a bad file is refused before any client starts
-    ctx = _context(data_dir, "storage", "bigquery")
-    spec, uri, checked = apply_spec(ctx.specs, ctx.warehouse, spec_file)
-    against = f"checked against table {spec.source.table}" if checked else \
-        f"table {spec.source.table} does not exist yet; the first `mlops ingest` creates it"
-    _err().print(f"pipeline [bold]{spec.name}[/bold] applied: {uri} ({against})")
+    ctx = _context(data_dir, "storage", "bigquery", "pubsub")
+    applied = apply_spec(ctx.specs, ctx.warehouse, spec_file, ctx.bus)
+    table = applied.spec.source.table
+    against = (f"checked against table {table}; the data-watcher looks at its rows now (tick {applied.tick_id[:8]})"
+               if applied.checked else f"table {table} does not exist yet; the first `mlops ingest` creates it")
+    _err().print(f"pipeline [bold]{applied.spec.name}[/bold] applied: {applied.uri} ({against})")
 
 
 @_command(pipeline_app, "list")
@@ -358,7 +379,7 @@ def ingest(pipeline: PipelineOpt,
     if tick:
         tick_id = publish_tick(ctx.bus, pipeline, TickReason.DATA_LANDED)
         if wait:
-            _follow(ctx, tick_id, [pipeline], started, TickReason.DATA_LANDED, timeout)
+            _follow(ctx, tick_id, [pipeline], started, timeout)
 
 
 OUTCOMES = {
@@ -368,14 +389,14 @@ OUTCOMES = {
 }
 
 
-def _follow(ctx: CliContext, tick_id: str, pipelines: list[str], started: Any, reason: Any, timeout: float) -> None:
+def _follow(ctx: CliContext, tick_id: str, pipelines: list[str], started: Any, timeout: float) -> None:
     """Print each step of the run(s) tick `tick_id` caused, then each pipeline's outcome."""
     from mlops.ops.follow import follow
 
     specs = [ctx.specs.get(name) for name in pipelines]
     outcomes = {}
     _err().print(f"following the run (tick {tick_id[:8]}; up to {timeout:.0f} s)...")
-    for step in follow(ctx.warehouse, tick_id, specs, started_at=started, reason=reason, timeout=timeout):
+    for step in follow(ctx.warehouse, tick_id, specs, started_at=started, timeout=timeout):
         prefix = f"{step.pipeline}: " if len(specs) > 1 else ""
         _err().print(f"  {prefix}{step.text}", highlight=False, markup=False, soft_wrap=True)
         if step.outcome:
@@ -404,7 +425,7 @@ def trigger(pipeline: Annotated[Optional[str], typer.Option("--pipeline", "-p", 
     event_id = publish_tick(ctx.bus, pipeline, TickReason.MANUAL)
     _err().print(f"watch.tick published for {', '.join(names)} ({event_id})")
     if wait:
-        _follow(ctx, event_id, names, started, TickReason.MANUAL, timeout)
+        _follow(ctx, event_id, names, started, timeout)
 
 
 # ------------------------------------------------------------------------------------ read views

@@ -27,7 +27,8 @@ class Service:
 
 
 SERVICES: tuple[Service, ...] = (
-    Service("data-watcher", consumes=("watch.tick.v1",), publishes=("data.ready.v1",)),
+    # data.skipped.v1 (nothing trained, and why) is for operators and `--wait`: only the archive reads it.
+    Service("data-watcher", consumes=("watch.tick.v1",), publishes=("data.ready.v1", "data.skipped.v1")),
     Service("trainer", consumes=("data.ready.v1",), publishes=("model.trained.v1",)),
     Service("evaluator", consumes=("model.trained.v1",), publishes=("model.evaluated.v1",)),
     Service("registrar", consumes=("model.evaluated.v1",), publishes=("model.registered.v1",)),

@@ -1,11 +1,10 @@
 """`--wait`: follow the run a tick caused to its outcome, through the event archive.
 
-The tick's `ce-id` is the `causation_id` of the data-watcher's answer: a `data.ready` per pipeline
-that it snapshotted (whose `run_id` then names every later event of the run), or a `stage.failed`.
-A watcher that finds nothing to train publishes nothing (issue 11 proposes it say so in an event):
-when no answer has come once the watcher has had time to act, the reason is read from the numbers
-it decides on (rows since the last snapshot, the spec's thresholds), and a run that another tick
-started on the same rows is followed instead.
+The tick's `ce-id` is the `causation_id` of the data-watcher's answers, one per pipeline: a
+`data.ready` for a snapshot (whose `run_id` then names every later event of the run), a
+`data.skipped` saying in the watcher's own words why it trains nothing, or a `stage.failed`. Nothing
+here restates the watcher's retrain rules; only when it says there were no new rows because a
+snapshot that another tick took since this command started holds them is that other run followed.
 """
 
 from __future__ import annotations
@@ -16,18 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mlops.core.events import TickReason
+from mlops.core.events import SkipCause
+from mlops.core.events.envelope import parse_time
 from mlops.core.spec import PipelineSpec
 from mlops.core.topology import DeliveryPolicy
 from mlops.ops.archive import SHORT_ID, ArchivedEvent, query_events
 from mlops.ops.errors import RunFailed
-from mlops.ports.warehouse import SqlWarehouse, Warehouse
+from mlops.ports.warehouse import SqlWarehouse
 
-# The watcher answers a tick in well under a second and the archive shows it within one more: after
-# this long without an answer, silence with the rows below the thresholds means "nothing to train";
-# silence with rows above them is waited out until SILENT_AFTER_S, then reported.
-QUIET_AFTER_S = 3.0
-SILENT_AFTER_S = 30.0
 POLL_S = 0.5
 MAX_ATTEMPTS = DeliveryPolicy().max_delivery_attempts
 
@@ -43,9 +38,17 @@ class Progress:
 class _Run:
     spec: PipelineSpec
     run_id: str = ""
+    taken_by: str = ""  # data version of another tick's snapshot that holds this command's rows
     seen: set[str] = field(default_factory=set)
     failures: dict[str, int] = field(default_factory=dict)  # input event id -> transient failures
     outcome: str = ""
+
+
+# What a user can do about a skip, by the watcher's cause (its `why` already names the numbers).
+HINTS = {
+    SkipCause.NO_TABLE: " (land rows with `mlops ingest --pipeline {pipeline}`)",
+    SkipCause.BELOW_THRESHOLDS: "; `mlops trigger --pipeline {pipeline}` trains on them now",
+}
 
 
 def describe(event: ArchivedEvent) -> str:
@@ -67,46 +70,15 @@ def describe(event: ArchivedEvent) -> str:
     if kind == "model.deployed":
         split = ", ".join(f"v{m['version_id']} {m['traffic_percent']}%" for m in p["deployed_models"])
         return f"deployed version {p['version_id']} ({p['action']}): traffic {split}"
+    if kind == "data.skipped":
+        return f"nothing to train: {p['why']}{HINTS.get(p.get('cause', ''), '').format(pipeline=p['pipeline'])}"
     if kind == "stage.failed":
         return f"{p['stage']} failed: {p['error_class']}: {p['error_message']}"
     return f"{event.type}: {p.get('why') or p.get('reason') or p}"
 
 
-def why_nothing(warehouse: Warehouse, spec: PipelineSpec, reason: TickReason) -> str | None:
-    """Why the data-watcher takes no snapshot for a tick of this reason now, in the terms of the
-    spec's thresholds; None when it should take one. Mirrors the watcher's `decide` (a service's
-    handler, which operator tools cannot import), drift aside: the watcher's PSI is not recomputed."""
-    table = spec.source.table
-    if warehouse.table_columns(table) is None:
-        return f"nothing to train: table {table} does not exist yet (land rows with `mlops ingest`)"
-    last = warehouse.last_snapshot(spec.name)
-    status = warehouse.source_status(table, last.watermark if last else None)
-    retrain = spec.retrain
-    # A spec changed since the last snapshot retrains on the same rows (the watcher's spec_changed).
-    changed = last is not None and last.spec_hash is not None and last.spec_hash != spec.fingerprint
-    if status.new_rows == 0 and not changed:
-        since = f"snapshot {last.data_version}" if last else "the start"
-        return f"nothing to train: no new rows in {table} since {since}"
-    if status.total_rows < retrain.min_rows:
-        return f"nothing to train: {table} has {status.total_rows} rows, fewer than min_rows {retrain.min_rows}"
-    if last is None or changed or reason == TickReason.MANUAL:
-        return None
-    fraction, least = retrain.new_rows_fraction, retrain.new_rows_min
-    if (fraction is not None and status.new_rows >= fraction * last.total_rows) or \
-            (least is not None and status.new_rows >= least):
-        return None
-    needs = ([f"{fraction * last.total_rows:.0f} ({fraction:.0%} of {last.total_rows})"] if fraction is not None else []) \
-        + ([str(least)] if least is not None else [])
-    drift = f" or drift above PSI {retrain.drift_psi}" if retrain.drift_psi is not None else ""
-    return (f"nothing to train: {status.new_rows} new rows since snapshot {last.data_version}, below the spec's "
-            f"threshold ({' or '.join(needs) or 'none'} new rows{drift}); `mlops trigger --pipeline {spec.name}` "
-            "trains on them now")
-
-
 def follow(warehouse: SqlWarehouse, tick_id: str, specs: list[PipelineSpec], *, started_at: datetime,
-           reason: TickReason, timeout: float, quiet_after: float = QUIET_AFTER_S,
-           silent_after: float = SILENT_AFTER_S, poll: float = POLL_S,
-           clock: Callable[[], float] = time.monotonic,
+           timeout: float, poll: float = POLL_S, clock: Callable[[], float] = time.monotonic,
            sleep: Callable[[float], None] = time.sleep) -> Iterator[Progress]:
     """Progress lines of each pipeline's run caused by tick `tick_id`, ending with its outcome.
     `started_at` is when the user's command began (before it landed any rows). Raises RunFailed when
@@ -115,28 +87,30 @@ def follow(warehouse: SqlWarehouse, tick_id: str, specs: list[PipelineSpec], *, 
     start = clock()
     since = started_at.isoformat()
     while True:
-        waiting = [r for r in runs.values() if not r.outcome]
-        if not waiting:
-            return
-        if any(not r.run_id for r in waiting):
-            waited = clock() - start
-            yield from _watcher_answers(warehouse, tick_id, runs, since, reason, quiet=waited >= quiet_after,
-                                        silent=waited >= silent_after)
-        for run in (r for r in waiting if r.run_id and not r.outcome):
+        if any(not r.run_id and not r.outcome for r in runs.values()):
+            yield from _watcher_answers(warehouse, tick_id, runs, started_at, since)
+        for run in (r for r in runs.values() if r.run_id and not r.outcome):
             yield from _run_events(warehouse, run)
         if all(r.outcome for r in runs.values()):
             return
         if clock() - start >= timeout:
             late = [r for r in runs.values() if not r.outcome]
-            where = "; ".join(f"{r.spec.name}: " + (f"run {r.run_id[:SHORT_ID]} still going, see `mlops events --run "
-                                                    f"{r.run_id[:SHORT_ID]}`" if r.run_id else "no snapshot yet")
-                              for r in late)
-            raise RunFailed(f"no outcome within {timeout:.0f} s ({where})")
+            raise RunFailed(f"no outcome within {timeout:.0f} s ({'; '.join(_where(r) for r in late)})")
         sleep(poll)
 
 
-def _watcher_answers(warehouse: SqlWarehouse, tick_id: str, runs: dict[str, _Run], since: str,
-                     reason: TickReason, quiet: bool, silent: bool) -> Iterator[Progress]:
+def _where(run: _Run) -> str:
+    if run.run_id:
+        short = run.run_id[:SHORT_ID]
+        return f"{run.spec.name}: run {short} still going, see `mlops events --run {short}`"
+    if run.taken_by:
+        return f"{run.spec.name}: snapshot {run.taken_by} of another tick is not in the archive yet"
+    return (f"{run.spec.name}: the data-watcher has not answered the tick; is it up (`mlops status`)? "
+            "its failures: `mlops events --type stage.failed`")
+
+
+def _watcher_answers(warehouse: SqlWarehouse, tick_id: str, runs: dict[str, _Run], started_at: datetime,
+                     since: str) -> Iterator[Progress]:
     answers = sorted(query_events(warehouse, caused_by=tick_id, limit=500), key=lambda e: e.time)
     for event in answers:
         pipeline = event.pipeline or str(event.payload().get("pipeline") or "")
@@ -147,29 +121,34 @@ def _watcher_answers(warehouse: SqlWarehouse, tick_id: str, runs: dict[str, _Run
             run.run_id = event.run_id
         elif event.type.startswith("stage.failed."):
             yield from _failure(run, event)
-        elif event.id not in run.seen:  # any other answer of the watcher: it says why it did nothing
-            run.seen.add(event.id)
-            run.outcome = "nothing"
-            yield Progress(pipeline, describe(event), run.outcome)
-    if not quiet:
-        return
-    for run in (r for r in runs.values() if not r.run_id and not r.outcome):
-        # Another tick (the ticker's, or a second ingest's) may have snapshotted these rows first.
+        elif event.type.startswith("data.skipped."):
+            if not run.taken_by:
+                run.taken_by = _taken_by_another_tick(event.payload(), started_at)
+            if not run.taken_by:
+                run.seen.add(event.id)
+                run.outcome = "nothing"
+                yield Progress(pipeline, describe(event), run.outcome)
+    for run in (r for r in runs.values() if r.taken_by and not r.run_id and not r.outcome):
         other = [e for e in query_events(warehouse, event_type="data.ready.v1", since=since, limit=50)
-                 if (e.pipeline or e.payload().get("pipeline")) == run.spec.name]
+                 if (e.pipeline or e.payload().get("pipeline")) == run.spec.name
+                 and e.payload().get("data_version") == run.taken_by]
         if other:
-            run.run_id = min(other, key=lambda e: e.time).run_id
-            yield Progress(run.spec.name, f"these rows were snapshotted by another tick; following run "
-                                          f"{run.run_id[:SHORT_ID]}")
-            continue
-        why = why_nothing(warehouse, run.spec, reason)
-        if why is not None:
-            run.outcome = "nothing"
-            yield Progress(run.spec.name, why, run.outcome)
-        elif silent:
-            raise RunFailed(f"{run.spec.name}: the data-watcher neither snapshotted the new rows nor failed "
-                            "visibly; see its log (`mlops status --json` names it) and "
-                            "`mlops events --type stage.failed`")
+            run.run_id = other[0].run_id
+            yield Progress(run.spec.name, f"these rows were snapshotted by another tick ({run.taken_by}); following "
+                                          f"run {run.run_id[:SHORT_ID]}")
+
+
+def _taken_by_another_tick(skip: dict[str, Any], started_at: datetime) -> str:
+    """The data version of the snapshot that took this command's rows, when the watcher found no new
+    rows because a snapshot taken since the command started already holds them ("" otherwise).
+    The rows' ingest times and `started_at` are both this machine's clock."""
+    watermark, version = skip.get("last_watermark"), skip.get("last_data_version")
+    if skip.get("cause") != SkipCause.NO_NEW_ROWS or not watermark or not version:
+        return ""
+    try:
+        return str(version) if parse_time(str(watermark)) >= started_at else ""
+    except ValueError:
+        return ""
 
 
 def _run_events(warehouse: SqlWarehouse, run: _Run) -> Iterator[Progress]:

@@ -1,14 +1,19 @@
-"""Pipeline specs from the operator's side: apply one (checked against its table), name the known ones."""
+"""Pipeline specs from the operator's side: apply one (checked against its table, then the data-watcher
+told to look again), name the known ones."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mlops.core.spec import PipelineSpec, SpecError, load_spec
 from mlops.ops.errors import OperatorError
 from mlops.ops.validate import one_line, spec_problems
 from mlops.ports.specs import UnknownPipeline
+
+if TYPE_CHECKING:  # the read commands import this module too: no event codec for them
+    from mlops.ports.bus import EventBus
 
 
 class SpecReader(Protocol):
@@ -27,6 +32,20 @@ class ColumnReader(Protocol):
 
 class PipelineError(OperatorError):
     pass
+
+
+class TickNotSent(OperatorError):
+    """The spec is stored, but the data-watcher could not be told to look again."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Applied:
+    spec: PipelineSpec
+    uri: str
+    checked: bool  # the source table existed, and the spec fits it
+    tick_id: str = ""  # the `watch.tick` (spec_applied) sent for it, if any
 
 
 def read_spec_file(path: Path) -> PipelineSpec:
@@ -48,16 +67,30 @@ def read_spec_file(path: Path) -> PipelineSpec:
     return spec
 
 
-def apply_spec(specs: SpecWriter, warehouse: ColumnReader, path: Path) -> tuple[PipelineSpec, str, bool]:
+def apply_spec(specs: SpecWriter, warehouse: ColumnReader, path: Path, bus: EventBus | None = None) -> Applied:
     """Store a spec where every service reads it, after checking it against its source table when
-    the table exists. Returns the spec, its URI, and whether the table was there to check."""
+    the table exists. With a bus and a table, then publish a `watch.tick` (`spec_applied`) for the
+    pipeline: rows a bad spec left pending, or a changed model or gate, are retrained at once
+    rather than at the next schedule or ingest (the data-watcher decides, and says so)."""
+    from mlops.core.events import TickReason
+    from mlops.ops.ticks import publish_tick
+
     spec = read_spec_file(path)
     columns = warehouse.table_columns(spec.source.table)
     if columns is not None:
         problems = spec_problems(spec, columns)
         if problems:
             raise PipelineError(f"{path}: {one_line(problems, shown=4)}; fix the spec (nothing was applied)")
-    return spec, specs.put(spec), columns is not None
+    uri = specs.put(spec)
+    if bus is None or columns is None:  # no table: no rows for the watcher to look at yet
+        return Applied(spec, uri, columns is not None)
+    try:
+        tick_id = publish_tick(bus, spec.name, TickReason.SPEC_APPLIED)
+    except Exception as error:  # noqa: BLE001 - the spec is stored: say what did not happen, and what to do
+        raise TickNotSent(f"pipeline {spec.name} applied ({uri}), but the data-watcher was not told to look again "
+                          f"({type(error).__name__}: {str(error)[:200]}); `mlops trigger --pipeline {spec.name}` "
+                          "or its next tick does") from None
+    return Applied(spec, uri, True, tick_id)
 
 
 def known_pipelines(specs: SpecReader) -> list[str]:

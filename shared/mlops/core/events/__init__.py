@@ -6,6 +6,7 @@ from mlops.core.events.types import (
     EVENT_CLASSES,
     EVENTS_BY_TYPE,
     DataReady,
+    DataSkipped,
     DeployedModel,
     Event,
     ModelDeployed,
@@ -17,11 +18,11 @@ from mlops.core.events.types import (
     StageFailed,
     WatchTick,
 )
-from mlops.core.events.vocabulary import Decision, DeploymentAction, TickReason, Trigger
+from mlops.core.events.vocabulary import Decision, DeploymentAction, SkipCause, TickReason, Trigger
 
 __all__ = [
-    "EVENT_CLASSES", "EVENTS_BY_TYPE", "DataReady", "Decision", "DeployedModel", "DeploymentAction", "Envelope",
-    "EnvelopeError", "Event", "TickReason", "Trigger", "new_envelope",
+    "EVENT_CLASSES", "EVENTS_BY_TYPE", "DataReady", "DataSkipped", "Decision", "DeployedModel", "DeploymentAction", "Envelope",
+    "EnvelopeError", "Event", "SkipCause", "TickReason", "Trigger", "new_envelope",
     "EventValidationError", "ModelDeployed", "ModelEvaluated", "ModelRegistered", "ModelTrained",
     "Prediction", "PredictionMade", "StageFailed", "WatchTick", "build", "decode", "encode", "event_class",
 ]

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlops.core.events.vocabulary import Decision, DeploymentAction, TickReason, Trigger
+from mlops.core.events.vocabulary import Decision, DeploymentAction, SkipCause, TickReason, Trigger
 
 
 class Event(BaseModel):
@@ -61,6 +61,39 @@ class DataReady(Event):
             new_rows=120,
             watermark="2026-11-22T06:30:00.000000Z",
             trigger=Trigger.NEW_ROWS,
+        )
+
+
+class DataSkipped(Event):
+    """The data-watcher's answer to a tick when it trains nothing for a pipeline: the decision in
+    the watcher's own words, so nobody restates its retrain rules to guess it."""
+
+    EVENT_TYPE: ClassVar[str] = "data.skipped.v1"
+
+    pipeline: str
+    source_table: str
+    reason: TickReason
+    cause: SkipCause
+    why: str
+    total_rows: int = Field(ge=0)
+    new_rows: int = Field(ge=0)
+    last_data_version: str | None = None
+    last_watermark: str | None = None
+    drift_score: float | None = None
+
+    @classmethod
+    def example(cls) -> DataSkipped:
+        return cls(
+            pipeline="breast-cancer",
+            source_table="mlops-local.mlops.breast_cancer",
+            reason=TickReason.DATA_LANDED,
+            cause=SkipCause.BELOW_THRESHOLDS,
+            why="60 new rows in breast_cancer since snapshot d0002, below the spec's threshold "
+                "(120 (50% of 240) new rows)",
+            total_rows=300,
+            new_rows=60,
+            last_data_version="d0002",
+            last_watermark="2026-11-22T06:30:00.000000Z",
         )
 
 
@@ -279,6 +312,7 @@ class StageFailed(Event):
 EVENT_CLASSES: tuple[type[Event], ...] = (
     WatchTick,
     DataReady,
+    DataSkipped,
     ModelTrained,
     ModelEvaluated,
     ModelRegistered,

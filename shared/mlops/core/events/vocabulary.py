@@ -29,6 +29,15 @@ class Trigger(StrEnum):
     SPEC_CHANGED = "spec_changed"  # the spec's source, model or gate changed: the same rows, retrained
 
 
+class SkipCause(StrEnum):
+    """Why a tick made the data-watcher train nothing for a pipeline (`data.skipped`)."""
+
+    NO_TABLE = "no_table"                  # the source table does not exist yet: nothing ingested
+    NO_NEW_ROWS = "no_new_rows"            # nothing ingested since the last snapshot, spec unchanged
+    TOO_FEW_ROWS = "too_few_rows"          # fewer rows in all than the spec's min_rows
+    BELOW_THRESHOLDS = "below_thresholds"  # new rows (and drift) below every retrain threshold
+
+
 class Decision(StrEnum):
     """The promotion gate's verdict on a candidate (`model.evaluated`, `model.registered`)."""
 
