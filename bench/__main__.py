@@ -1,11 +1,11 @@
-"""`python -m bench [loop|predictor ...]`: run the named benchmarks (all when none is named)."""
+"""`python -m bench [loop|predictor|durability ...]`: run the named benchmarks (all when none is named)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-BENCHMARKS = ("loop", "predictor")
+BENCHMARKS = ("loop", "predictor", "durability")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
                            help="load generator: asyncio streams or threads with http.client")
     predictor.add_argument("--log-timeout", type=float, default=180.0,
                            help="seconds to wait for every prediction to reach the predictions table")
+    durability = parser.add_argument_group("durability")
+    durability.add_argument("--durability-rate", type=float, default=200.0,
+                            help="requests per second of each crash and latency run")
+    durability.add_argument("--durability-duration", type=float, default=10.0,
+                            help="seconds of measured load per run (the fault comes half-way)")
     parser.add_argument("--keep-data", action="store_true", help="keep the stack's data folder and logs")
     args = parser.parse_args(argv)
 
@@ -44,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
                 from bench import predictor_latency
 
                 predictor_latency.run(**options)
+            elif name == "durability":
+                from bench import predictor_durability
+
+                predictor_durability.run(**{**options, "rate": options["durability_rate"],
+                                            "duration": options["durability_duration"], "warmup": 2.0,
+                                            "connections": 16})
         except Exception as error:  # noqa: BLE001 - run the others, fail at the end
             print(f"benchmark {name} failed: {error!r}", file=sys.stderr)
             failed.append(name)

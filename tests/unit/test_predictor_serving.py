@@ -99,12 +99,12 @@ class CountingLoader:
 
 def test_before_any_deployment_there_is_no_model():
     with pytest.raises(NoModelDeployed, match="breast-cancer"):
-        ModelServer(CountingLoader()).routing("breast-cancer")
+        ModelServer(CountingLoader(), bucket="b").routing("breast-cancer")
 
 
 def test_apply_loads_the_models_and_serves_the_split():
     loader = CountingLoader()
-    server = ModelServer(loader)
+    server = ModelServer(loader, bucket="b")
     server.apply(deployed_event(("1", 100)))
     routing = server.routing("breast-cancer")
     assert routing.endpoint == "endpoints/breast-cancer"
@@ -115,7 +115,7 @@ def test_apply_loads_the_models_and_serves_the_split():
 
 def test_apply_swaps_routing_and_reuses_loaded_models_by_checksum():
     loader = CountingLoader()
-    server = ModelServer(loader)
+    server = ModelServer(loader, bucket="b")
     server.apply(deployed_event(("1", 100)))
     old_routing = server.routing("breast-cancer")
     old_model = old_routing.served[0].model
@@ -133,7 +133,7 @@ def test_apply_swaps_routing_and_reuses_loaded_models_by_checksum():
 
 def test_models_no_pipeline_serves_are_forgotten():
     loader = CountingLoader()
-    server = ModelServer(loader)
+    server = ModelServer(loader, bucket="b")
     server.apply(deployed_event(("1", 100)))
     server.apply(deployed_event(("2", 100)))
     server.apply(deployed_event(("1", 100)))  # v1 was dropped from the cache: loaded again
@@ -143,7 +143,7 @@ def test_models_no_pipeline_serves_are_forgotten():
 
 def test_pipelines_are_served_side_by_side():
     loader = CountingLoader()
-    server = ModelServer(loader)
+    server = ModelServer(loader, bucket="b")
     server.apply(deployed_event(("1", 100)))
     server.apply(deployed_event(("7", 100), pipeline="iris"))
     server.apply(deployed_event(("2", 100)))  # a new breast-cancer version leaves iris alone
@@ -157,7 +157,7 @@ def test_a_failing_load_keeps_the_previous_routing():
             raise OSError("artifact unreadable")
         return StubModel(checksum)
 
-    server = ModelServer(loader)
+    server = ModelServer(loader, bucket="b")
     server.apply(deployed_event(("1", 100)))
     with pytest.raises(OSError):
         server.apply(deployed_event(("1", 0), ("2", 100)))
@@ -165,7 +165,7 @@ def test_a_failing_load_keeps_the_previous_routing():
 
 
 def test_handle_deployed_applies_and_publishes_nothing():
-    server = ModelServer(CountingLoader())
+    server = ModelServer(CountingLoader(), bucket="b")
     event = deployed_event(("1", 100))
     assert server.handle_deployed(event, Envelope("i", event.EVENT_TYPE, "s", "2026-11-22T06:00:00Z", "d", "r")) == []
     assert server.pipelines() == {"breast-cancer": {"1": 100}}

@@ -1,6 +1,8 @@
-"""The predictor's settings: the common ones plus Vertex AI's custom-container variables."""
+"""The predictor's settings: the common ones, Vertex AI's custom-container variables, and its limits."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 
@@ -15,5 +17,26 @@ class PredictorSettings(CommonSettings):
                                   validation_alias=AliasChoices("aip_health_route", "AIP_HEALTH_ROUTE"))
     # 1 s, not less: each prediction.made is one push and one streaming insert downstream, and at
     # hundreds of requests a second fewer, larger batches cost the logger and the warehouse far less.
-    log_interval_s: float = Field(1.0, gt=0, description="Longest a prediction waits before it is published.")
+    log_interval_s: float = Field(1.0, gt=0, description="Longest a prediction waits before it is published "
+                                  "(a hard crash loses at most this much of answered predictions).")
     log_batch: int = Field(500, ge=1, le=5000, description="Most predictions in one prediction.made event.")
+    log_durable: bool = Field(False, description="Answer only once the prediction is published (group commit): "
+                              "a crash loses no answered prediction; each answer waits for the next publish, up to "
+                              "MLOPS_LOG_INTERVAL_S (use 0.2 with it).")
+    log_durable_timeout_s: float = Field(10.0, gt=0, description="In durable mode, longest a request waits for "
+                                         "its publish before it answers 503.")
+    log_max_pending: int = Field(50_000, ge=1, description="Predictions waiting to be published above which "
+                                 "requests get 503 (Pub/Sub unreachable: bounds memory and the crash loss).")
+    # Limits on what one request may ask; each refusal is a JSON 4xx naming the limit.
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted (413 above it).")
+    max_instances: int = Field(1000, ge=1, description="Most instances in one predict request (413 above it).")
+    max_request_id_chars: int = Field(128, ge=8, le=1024, description="Longest X-Request-Id (or parameters."
+                                      "request_id) accepted: letters, digits and . _ : / + = @ - (400 otherwise).")
+    null_features: Literal["impute", "refuse"] = Field("impute", description="A null feature: 'impute' scores it as "
+                                      "training defined (the training mean; the NULL category) and names it in "
+                                      "the answer's 'imputed'; 'refuse' answers 400.")
+    unseen_categories: Literal["refuse", "ignore"] = Field("refuse", description="A category the model never saw in "
+                                            "training: 'refuse' answers 400 naming it; 'ignore' scores it with "
+                                            "weight 0 (BigQuery ML's rule) and names it in the answer's 'unseen'.")
+    verify_with_registry: bool = Field(True, description="At start, take each restored deployment's artifact and "
+                                       "checksum from the model registry, not from the manifest in the bucket.")

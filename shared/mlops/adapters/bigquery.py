@@ -10,7 +10,7 @@ its end is reported as a refused insert.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -48,7 +48,9 @@ def bigquery_client(project: str, emulator_host: str | None = None) -> bigquery.
     return bigquery.Client(project=project)
 
 
-def _param(name: str, value: Any) -> bigquery.ScalarQueryParameter:
+def _param(name: str, value: Any) -> bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter:
+    if isinstance(value, (list, tuple)):  # an ARRAY<STRING>, for `IN UNNEST(@name)`
+        return bigquery.ArrayQueryParameter(name, "STRING", [str(v) for v in value])
     if isinstance(value, datetime):
         return bigquery.ScalarQueryParameter(name, "TIMESTAMP", value)
     if isinstance(value, bool):
@@ -152,6 +154,19 @@ class BigQueryWarehouse:
     def has_rows(self, table: str, column: str, value: str) -> bool:
         sql = f"SELECT 1 AS hit FROM {self._table(table)} WHERE {quote_column(column)} = @value LIMIT 1"
         return bool(self._select(table, sql, {"value": value}))
+
+    def present_values(self, table: str, column: str, values: Sequence[str],
+                       where: Mapping[str, str] | None = None) -> set[str]:
+        if not values:
+            return set()
+        params: dict[str, Any] = {"values": list(values)}
+        conditions = [f"{quote_column(column)} IN UNNEST(@values)"]
+        for index, (name, value) in enumerate((where or {}).items()):
+            conditions.append(f"{quote_column(name)} = @where{index}")
+            params[f"where{index}"] = value
+        sql = (f"SELECT DISTINCT {quote_column(column)} AS value FROM {self._table(table)} "
+               f"WHERE {' AND '.join(conditions)}")
+        return {row["value"] for row in self._select(table, sql, params)}
 
     def source_status(self, table: str, after: datetime | None) -> SourceStatus:
         sql = (

@@ -11,6 +11,8 @@ import json
 import threading
 from collections import OrderedDict
 
+from mlops.core.errors import PermanentError
+from mlops.core.layout import require_project_artifact
 from mlops.core.spec import ROW_ID_COLUMN, PipelineSpec
 from mlops.ml.artifact import checksum, dumps_model, loads_model
 from mlops.ml.errors import InputError, TrainingDataError
@@ -65,8 +67,9 @@ class SklearnBackend:
 
     def is_permanent(self, error: Exception) -> bool:
         # Options, rows, split or artifact at fault (mlops.ml's InputError family, checksum mismatch
-        # included: the same bytes fail the same check), or an artifact that is not there at all.
-        return isinstance(error, (InputError, BlobNotFound))
+        # included: the same bytes fail the same check), an artifact that is not there at all, or
+        # one outside the project's layout (ArtifactOutsideLayout, a PermanentError).
+        return isinstance(error, (InputError, BlobNotFound, PermanentError))
 
     def warm_up(self) -> None:
         from mlops.ml.warmup import warm_up
@@ -85,6 +88,9 @@ class SklearnBackend:
         )
 
     def evaluate(self, spec: PipelineSpec, artifact_uri: str, checksum_: str, snapshot_table: str) -> Evaluation:
+        # Only the project's own artifacts are read (a forged event could name any bucket): raises
+        # ArtifactOutsideLayout, a PermanentError, before a byte is fetched.
+        require_project_artifact(artifact_uri, bucket=self._blobs.bucket, pipeline=spec.name)
         model = loads_model(self._blobs.get(artifact_uri), expected_checksum=checksum_)
         rows = self._rows(spec, snapshot_table)
         # The split the current spec makes of this snapshot: the same rows for candidate and champion.

@@ -15,14 +15,14 @@ predictions and scores on real data for every model type.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from mlops.ml.errors import InvalidInstancesError
-from mlops.ml.features import FeatureKind, feature_matrix
+from mlops.ml.features import FeatureKind, ServingPolicy, feature_matrix
 from mlops.ml.model import TrainedModel
 from mlops.ml.options import BINARY_THRESHOLD
 
@@ -92,6 +92,12 @@ class CompiledModel:
 
     def validate_instances(self, instances: Any) -> list[str]:
         return self.model.validate_instances(instances)
+
+    def serving_problems(self, instances: Any, policy: ServingPolicy) -> list[str]:
+        return self.model.serving_problems(instances, policy)
+
+    def serving_notes(self, instance: Mapping[str, Any]) -> dict[str, list[str]]:
+        return self.model.serving_notes(instance)
 
     def _encode(self, raw: np.ndarray) -> np.ndarray:
         x = np.zeros(self._width)

@@ -3,12 +3,20 @@
 Preprocessing mirrors BigQuery ML's automatic transforms: numeric features are mean-imputed and
 standardized; STRING and BOOL features are one-hot encoded with NULL as a category of its own. The
 serving path validates instances here, so numpy is imported only where a matrix is built.
+
+NULLs and unseen categories at serving time. Training defines them as BigQuery ML does: a NULL
+numeric value is replaced by the training mean, a NULL STRING/BOOL value is the NULL category (a
+weight of 0 when training saw no NULL there), and a category training never saw gets a weight of 0
+(`handle_unknown="ignore"`). Evaluation scores rows that way. Serving asks for a policy
+(`ServingPolicy`): NULLs are scored as training defined them unless refused, and an unseen category
+is refused unless the operator chose BigQuery ML's weight 0; whatever is scored that way is named
+in the answer (`instance_notes`), never silently passed as a normal prediction.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -38,6 +46,31 @@ class FeatureKind(StrEnum):
 class FeatureSpec:
     name: str
     kind: FeatureKind
+
+
+class NullPolicy(StrEnum):
+    IMPUTE = "impute"  # as training defined it: the training mean, or the NULL category
+    REFUSE = "refuse"  # a NULL feature is a problem with the instance
+
+
+class UnseenPolicy(StrEnum):
+    REFUSE = "refuse"  # a category training never saw is a problem with the instance
+    IGNORE = "ignore"  # BigQuery ML's rule: the category gets a weight of 0
+
+
+@dataclass(frozen=True)
+class ServingPolicy:
+    nulls: NullPolicy = NullPolicy.IMPUTE
+    unseen: UnseenPolicy = UnseenPolicy.REFUSE
+
+
+def category_of(kind: FeatureKind, value: Any) -> str:
+    """The category a STRING/BOOL value is one-hot encoded as (what `feature_matrix` writes)."""
+    if value is None:
+        return NULL_CATEGORY
+    if kind is FeatureKind.BOOL:
+        return "true" if value else "false"
+    return str(value)
 
 
 def _is_number(value: Any) -> bool:
@@ -87,15 +120,20 @@ def infer_feature_specs(rows: Rows, feature_columns: Sequence[str]) -> tuple[Fea
 
 
 def validate_instances(features: Sequence[FeatureSpec], instances: Any, *,
-                       extra_columns_ok: bool = False) -> list[str]:
+                       extra_columns_ok: bool = False, categories: Mapping[str, Collection[str]] | None = None,
+                       policy: ServingPolicy | None = None) -> list[str]:
     """Every problem with prediction instances at once: not an object, a missing or unknown feature, a value
-    of the wrong type. NULL (None) is accepted for any feature, as BigQuery ML imputes it. The predictor
-    returns these as its 400 body."""
+    of the wrong type. NULL (None) is accepted for any feature, as BigQuery ML imputes it, unless `policy`
+    refuses NULLs; with `categories` (the categories each STRING/BOOL feature was trained on) and a policy
+    that refuses unseen categories, a category outside them is a problem too. The predictor returns these
+    as its 400 body."""
     if not isinstance(instances, Sequence) or isinstance(instances, (str, bytes)):
         return ["instances must be a list of objects"]
     if not instances:
         return ["instances is empty"]
     by_name = {spec.name: spec for spec in features}
+    refuse_nulls = policy is not None and policy.nulls is NullPolicy.REFUSE
+    known = categories if policy is not None and policy.unseen is UnseenPolicy.REFUSE else None
     problems: list[str] = []
     for index, instance in enumerate(instances):
         if not isinstance(instance, Mapping):
@@ -108,16 +146,61 @@ def validate_instances(features: Sequence[FeatureSpec], instances: Any, *,
             spec = by_name.get(name)
             if spec is None:
                 if not extra_columns_ok:
-                    problems.append(f"instance {index}: unknown feature {name!r}")
-            elif value is not None and not _fits(spec.kind, value):
+                    problems.append(f"instance {index}: unknown feature {_short(name)}")
+            elif value is None:
+                if refuse_nulls:
+                    problems.append(f"instance {index}: feature {name!r} is null; this endpoint refuses nulls "
+                                    f"(send a value)")
+            elif not _fits(spec.kind, value):
                 problems.append(f"instance {index}: feature {name!r} must be {_expected(spec.kind)}, "
-                                f"got {type(value).__name__} {value!r}"[:200])
+                                f"got {type(value).__name__} {_short(value)}")
+            elif known is not None and spec.kind is not FeatureKind.NUMERIC and name in known \
+                    and category_of(spec.kind, value) not in known[name]:
+                seen = sorted(c for c in known[name] if c != NULL_CATEGORY)
+                listed = ", ".join(repr(c) for c in seen[:20]) + (f" and {len(seen) - 20} more" if len(seen) > 20 else "")
+                problems.append(f"instance {index}: feature {name!r} has the category {_short(value)}, which the "
+                                f"model never saw in training (it knows {listed})")
     return problems
+
+
+def instance_notes(features: Sequence[FeatureSpec], categories: Mapping[str, Collection[str]],
+                   instance: Mapping[str, Any]) -> dict[str, list[str]]:
+    """What of a valid instance is scored by training's rules rather than by a learned value: features
+    that are NULL (`imputed`) and categories training never saw (`unseen`, a weight of 0). Empty when
+    nothing is."""
+    imputed = [spec.name for spec in features if instance.get(spec.name) is None]
+    unseen = [spec.name for spec in features
+              if spec.kind is not FeatureKind.NUMERIC and spec.name in categories
+              and instance.get(spec.name) is not None
+              and category_of(spec.kind, instance[spec.name]) not in categories[spec.name]]
+    notes: dict[str, list[str]] = {}
+    if imputed:
+        notes["imputed"] = imputed
+    if unseen:
+        notes["unseen"] = unseen
+    return notes
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A bounded description of a value for an error message: a container's type and size (its repr
+    could be megabytes, or nest deeper than repr can go), a scalar's repr cut to `limit`."""
+    if isinstance(value, (list, tuple, dict, set)):
+        return f"({type(value).__name__} of {len(value)})"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 100:
+        # repr of an integer beyond 4,300 digits raises; its size is all the message needs
+        return f"(an integer of about {int(value.bit_length() * 0.30103) + 1} digits)"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _fits(kind: FeatureKind, value: Any) -> bool:
     if kind is FeatureKind.NUMERIC:
-        return _is_number(value) and math.isfinite(float(value))
+        if not _is_number(value):
+            return False
+        try:
+            return math.isfinite(float(value))
+        except OverflowError:  # an integer beyond a float's range: not a value the model can take
+            return False
     if kind is FeatureKind.STRING:
         return isinstance(value, str)
     return _value_kind(value) is FeatureKind.BOOL

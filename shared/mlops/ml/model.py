@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from mlops.ml.errors import InvalidInstancesError
-from mlops.ml.features import FeatureSpec, Rows, feature_matrix, validate_instances
+from mlops.ml.features import (
+    FeatureSpec,
+    Rows,
+    ServingPolicy,
+    feature_matrix,
+    instance_notes,
+    validate_instances,
+)
 from mlops.ml.options import BINARY_THRESHOLD, ModelOptions, ModelType
 
 if TYPE_CHECKING:
@@ -52,6 +60,28 @@ class TrainedModel:
 
     def validate_instances(self, instances: Any, *, extra_columns_ok: bool = False) -> list[str]:
         return validate_instances(self.features, instances, extra_columns_ok=extra_columns_ok)
+
+    @cached_property
+    def categories(self) -> dict[str, frozenset[str]]:
+        """The categories each STRING/BOOL feature's one-hot encoding learned in training (the NULL
+        category among them when training saw NULLs there); empty for a pipeline without that step."""
+        try:
+            preprocess = self.pipeline.named_steps["preprocess"]
+            for name, encoder, columns in preprocess.transformers_:
+                if name == "one_hot":
+                    return {self.features[int(i)].name: frozenset(str(c) for c in learned)
+                            for i, learned in zip(columns, encoder.categories_, strict=True)}
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+            pass
+        return {}
+
+    def serving_problems(self, instances: Any, policy: ServingPolicy) -> list[str]:
+        """`validate_instances` for a prediction request: NULLs and unseen categories as `policy` says."""
+        return validate_instances(self.features, instances, categories=self.categories, policy=policy)
+
+    def serving_notes(self, instance: Mapping[str, Any]) -> dict[str, list[str]]:
+        """Which features of a valid instance were NULL (imputed) or an unseen category (weight 0)."""
+        return instance_notes(self.features, self.categories, instance)
 
     def predict_proba(self, rows: Rows) -> np.ndarray:
         if not self.is_classifier:

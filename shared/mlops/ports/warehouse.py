@@ -18,7 +18,7 @@ TIMESTAMP, ...), never BigQuery's legacy ones (INTEGER, FLOAT, BOOLEAN).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -98,6 +98,13 @@ class Warehouse(Protocol):
 
     def has_rows(self, table: str, column: str, value: str) -> bool:
         """Whether any row has `column = value` (a stage's idempotence check on its input event id)."""
+
+    def present_values(self, table: str, column: str, values: Sequence[str],
+                       where: Mapping[str, str] | None = None) -> set[str]:
+        """Which of `values` some row already holds in `column`, among the rows whose `where` columns
+        equal their values: one query for a batch keyed on its items (the inference-logger writes
+        only the request ids of a pipeline it has not logged yet). A column the table lacks raises
+        `WarehouseError`."""
 
     def source_status(self, table: str, after: datetime | None) -> SourceStatus:
         """Rows in a source table, and how many were ingested (`_ingested_at`) after `after` (all of

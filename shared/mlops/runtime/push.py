@@ -5,6 +5,8 @@ The status code is how a push subscriber talks to Pub/Sub, so it is chosen with 
 - 503: a transient failure; Pub/Sub redelivers with the subscription's backoff, and after its
   `max_delivery_attempts` moves the message to the dead-letter topic itself.
 - 400: the HTTP request is not a push request at all (nobody to dead-letter for).
+Every answer is JSON, errors included (404, 405, 413, and a 500 for a bug: never an HTML page or a
+traceback), so a caller always gets a reason it can read.
 A message that can never succeed (bad envelope, unknown type, payload off-schema, or a handler's
 `PermanentError`) is copied to the dead-letter topic *by us* with the reason in its attributes and
 then acknowledged: returning 4xx would make Pub/Sub retry a poison message until retention runs out.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import threading
 import time
 import uuid
@@ -28,6 +31,8 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from mlops.core.errors import PermanentError
 from mlops.core.events import (
@@ -151,6 +156,9 @@ class PushEndpoint:
             event = decode(envelope.type, raw)
         except (EnvelopeError, EventValidationError, PermanentError) as error:
             return self.dead_letter(raw, attributes, message_id, subscription, error)
+        except Exception as error:  # noqa: BLE001 - the same bytes fail the same way (nesting too deep, ...)
+            return self.dead_letter(raw, attributes, message_id, subscription, PermanentError(
+                f"message data cannot be decoded: {type(error).__name__}: {str(error)[:500]}"))
 
         structlog.contextvars.bind_contextvars(
             event_id=envelope.id, event_type=envelope.type, run_id=envelope.run_id, pipeline=envelope.pipeline
@@ -231,9 +239,42 @@ class PushEndpoint:
             log.warning("could not publish stage.failed", error=repr(publish_error))
 
 
+def json_body() -> tuple[Any, str | None]:
+    """The request body parsed as JSON, or None and the reason it is not JSON. Flask's `get_json`
+    lets a RecursionError (deep nesting) escape as a 500; here every bad body is a reason."""
+    raw = request.get_data(cache=True)  # raises RequestEntityTooLarge past MAX_CONTENT_LENGTH: a 413
+    if not raw:
+        return None, "the body is empty"
+    try:
+        return json.loads(raw), None
+    except RecursionError:
+        return None, "the body is not usable JSON: it nests too deeply"
+    except ValueError as error:  # UnicodeDecodeError and integers of more than 4,300 digits included
+        return None, f"the body is not valid JSON: {str(error)[:200]}"
+
+
+def install_json_errors(app: Flask) -> None:
+    """Every error a Flask app answers is JSON: `{"error": "..."}` with the status (and headers, such
+    as 405's Allow) of the HTTP error; anything unexpected is logged with its traceback and answered
+    as a JSON 500 that names only the exception's class."""
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> WerkzeugResponse:
+        response = error.get_response()
+        response.set_data(json.dumps({"error": f"{error.name}: {error.description}", "status": error.code}))
+        response.content_type = "application/json"
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> tuple[Response, int]:
+        log.error("unhandled error", error=repr(error)[:2000], path=request.path, exc_info=True)
+        return jsonify(error=f"internal error ({type(error).__name__}); it is logged", status=500), 500
+
+
 def create_push_app(endpoint: PushEndpoint, project_for_trace: str | None = None) -> Flask:
     """The thin Flask app around a PushEndpoint: `/push` for Pub/Sub, `/healthz` for probes."""
     app = Flask(endpoint.service)
+    install_json_errors(app)
 
     @app.post("/push")
     def push() -> tuple[Response, int] | tuple[str, int]:
@@ -242,9 +283,10 @@ def create_push_app(endpoint: PushEndpoint, project_for_trace: str | None = None
         trace = trace_from_header(request.headers.get("X-Cloud-Trace-Context"), project_for_trace or endpoint.project)
         if trace:
             structlog.contextvars.bind_contextvars(**{"logging.googleapis.com/trace": trace})
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict) or not isinstance(body.get("message"), dict):
-            return jsonify(error="not a Pub/Sub push request: expected a JSON object with a 'message' object"), 400
+        body, problem = json_body() if request.is_json else (None, "Content-Type is not application/json")
+        if problem is not None or not isinstance(body, dict) or not isinstance(body.get("message"), dict):
+            return jsonify(error="not a Pub/Sub push request: expected a JSON object with a 'message' object"
+                                 + (f" ({problem})" if problem else "")), 400
         status, payload = endpoint.handle_message(body["message"], str(body.get("subscription", "")))
         if status == 204:
             return "", 204

@@ -84,7 +84,7 @@ module "inference_logger" {
   pubsub_service_agent = local.topology.pubsub_service_agent
   bucket               = local.topology.bucket
 
-  # Inserts prediction rows (and looks its input event up first) in the dataset's predictions table.
+  # Inserts prediction rows (and looks their request ids up first) in the dataset's predictions table.
   project_roles = ["roles/bigquery.jobUser"]
   dataset_roles = {
     (local.topology.dataset) = "roles/bigquery.dataEditor"
@@ -93,6 +93,10 @@ module "inference_logger" {
   env = {
     MLOPS_DATASET = local.topology.dataset
   }
+
+  # The request-id check and the insert are serialized in-process (overlapping batches must not both
+  # find an id missing): a single instance. One instance inserts far more than 500 predictions/s.
+  max_instances = 1
 }
 
 output "url" {

@@ -92,6 +92,8 @@ module "predictor" {
 
   # Reads artifacts and deployment manifests; publishes prediction.made.
   bucket_role = "roles/storage.objectViewer"
+  # At start, takes each restored deployment's artifact and checksum from the model registry (read only).
+  project_roles = ["roles/aiplatform.viewer"]
 
   # Serves traffic: reachable from outside the project (IAM still applies), one warm instance,
   # 16 concurrent requests as the image's gunicorn has 16 threads.

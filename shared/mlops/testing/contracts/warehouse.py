@@ -167,6 +167,20 @@ class WarehouseContract:
         with pytest.raises(TableNotFound):
             warehouse.has_rows("no_such_table", "event_id", "evt-1")
 
+    def test_present_values_finds_which_of_a_batch_is_there_already(self, warehouse: Warehouse) -> None:
+        # The inference-logger's guard: a batch re-published under another event id is found by its
+        # request ids, one query per batch, within its pipeline.
+        warehouse.insert_rows(PREDICTIONS_TABLE, [prediction("p", "req-1", {}, event_id="evt-1"),
+                                                  prediction("p", "req-2", {}, event_id="evt-1"),
+                                                  prediction("q", "req-3", {}, event_id="evt-2")])
+        assert warehouse.present_values(PREDICTIONS_TABLE, "request_id", ["req-2", "req-3", "req-9"],
+                                        where={"pipeline": "p"}) == {"req-2"}
+        assert warehouse.present_values(PREDICTIONS_TABLE, "request_id", ["req-1", "req-3", "req-9"]) == {
+            "req-1", "req-3"}
+        assert warehouse.present_values(PREDICTIONS_TABLE, "request_id", []) == set()
+        with pytest.raises(TableNotFound):
+            warehouse.present_values("no_such_table", "request_id", ["req-1"])
+
     # -- source status and snapshots -------------------------------------------------------------
     def test_source_status_counts_rows_new_after_a_time_and_the_watermark(self, warehouse: Warehouse) -> None:
         with_source(warehouse)

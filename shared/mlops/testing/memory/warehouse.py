@@ -179,6 +179,13 @@ class InMemoryWarehouse:
     def has_rows(self, table: str, column: str, value: str) -> bool:
         return any(r[column] == value for r in self._rows(self.qualified(table), [column]))
 
+    def present_values(self, table: str, column: str, values: Sequence[str],
+                       where: Mapping[str, str] | None = None) -> set[str]:
+        conditions = dict(where or {})
+        wanted = set(values)
+        rows = self._rows(self.qualified(table), [column, *conditions])
+        return {r[column] for r in rows if r[column] in wanted and all(r[k] == v for k, v in conditions.items())}
+
     def source_status(self, table: str, after: datetime | None) -> SourceStatus:
         rows = self._rows(self.qualified(table), [INGESTED_AT_COLUMN])
         times = [r[INGESTED_AT_COLUMN] for r in rows if r[INGESTED_AT_COLUMN] is not None]

@@ -1,0 +1,195 @@
+"""Prediction logs keyed on the request id: the predictor's batches keep their event id when they are
+re-published, and the inference-logger never writes a request id twice, whatever the event id."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import pytest
+
+from inference_logger.handler import InferenceLogger
+from mlops.core.events import Envelope, Event, Prediction, PredictionMade, decode
+from mlops.core.events.envelope import new_envelope
+from mlops.core.topology import PREDICTIONS_TABLE
+from mlops.testing.memory import InMemoryEventBus, InMemoryWarehouse
+from mlops.testing.memory.bus import Published
+from predictor.batcher import LogBacklogFull, PredictionBatcher, batch_event_id
+
+
+def prediction(request_id: str, version: str = "1") -> Prediction:
+    return Prediction(request_id=request_id, model_version=version, features="{}", predicted_label="1", score=0.9,
+                      latency_ms=0.5, predicted_at="2026-11-22T06:31:00.000000Z")
+
+
+def made(pipeline: str, *ids: str) -> PredictionMade:
+    return PredictionMade(pipeline=pipeline, predictions=[prediction(i) for i in ids])
+
+
+@dataclass
+class LandsButTimesOut(InMemoryEventBus):
+    """The publish lands, but the publisher is told it failed (a timed-out future): the case that
+    used to double rows, because the batch went out again under a new event id."""
+
+    failures: int = 1
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def publish(self, event: Event, envelope: Envelope) -> Future[str]:
+        landed = super().publish(event, envelope)
+        with self.lock:
+            if self.failures > 0:
+                self.failures -= 1
+                failed: Future[str] = Future()
+                failed.set_exception(TimeoutError("publish timed out"))
+                return failed
+        return landed
+
+
+def request_ids(message: Published) -> list[str]:
+    return [p.request_id for p in decode(PredictionMade.EVENT_TYPE, message.data).predictions]
+
+
+# ------------------------------------------------------------------------------------ the batcher
+
+def test_a_batch_event_id_depends_on_its_content_only():
+    first = [prediction("a"), prediction("b")]
+    assert batch_event_id("p", first) == batch_event_id("p", list(reversed(first)))
+    assert batch_event_id("p", first) != batch_event_id("q", first)
+    assert batch_event_id("p", first) != batch_event_id("p", [prediction("a")])
+
+
+def test_a_timed_out_batch_is_republished_unchanged_with_the_same_event_id():
+    bus = LandsButTimesOut()
+    batcher = PredictionBatcher(bus, "predictor", interval=30, max_batch=500)
+    batcher.close(timeout=2)  # flush by hand
+    batcher.add("p", [prediction("a"), prediction("b")])
+    batcher.flush()  # lands, but the batcher is told it failed
+    batcher.add("p", [prediction("c")])  # must not join the batch being retried
+    batcher.flush()
+    sent = bus.on(PredictionMade.EVENT_TYPE)
+    assert [request_ids(m) for m in sent] == [["a", "b"], ["a", "b"], ["c"]]
+    assert sent[0].attributes["ce-id"] == sent[1].attributes["ce-id"] != sent[2].attributes["ce-id"]
+    assert batcher.pending == 0 and batcher.published == 3 and batcher.failed_publishes == 1
+
+
+def test_a_failed_batch_goes_first_and_nothing_overtakes_it():
+    bus = LandsButTimesOut(failures=0)
+    batcher = PredictionBatcher(bus, "predictor", interval=30, max_batch=2)
+    batcher.close(timeout=2)
+    original = bus.publish
+    calls = {"n": 0}
+
+    def first_call_fails(event: Event, envelope: Envelope) -> Future[str]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("down")
+        return original(event, envelope)
+
+    bus.publish = first_call_fails  # type: ignore[method-assign]
+    batcher.add("p", [prediction(i) for i in "abcde"])
+    batcher.flush()  # [a b] fails: nothing after it goes out
+    assert bus.on(PredictionMade.EVENT_TYPE) == [] and batcher.pending == 5
+    batcher.flush()
+    assert [request_ids(m) for m in bus.on(PredictionMade.EVENT_TYPE)] == [["a", "b"], ["c", "d"], ["e"]]
+
+
+def test_the_backlog_is_bounded():
+    batcher = PredictionBatcher(InMemoryEventBus(), "predictor", interval=30, max_batch=500, max_pending=3)
+    batcher.close(timeout=2)
+    batcher.add("p", [prediction("a"), prediction("b"), prediction("c")])
+    with pytest.raises(LogBacklogFull, match="3 predictions are waiting"):
+        batcher.add("p", [prediction("d")])
+    batcher.flush()
+    batcher.add("p", [prediction("d")])
+
+
+def test_durable_tickets_are_released_only_by_the_publish_of_all_their_predictions():
+    bus = InMemoryEventBus()
+    batcher = PredictionBatcher(bus, "predictor", interval=30, max_batch=2, durable=True)
+    batcher.close(timeout=2)  # no thread: nothing is published unless flushed here
+    ticket = batcher.add("p", [prediction("a"), prediction("b"), prediction("c")])
+    assert ticket is not None and not ticket.wait(0)
+    batcher.flush()
+    assert ticket.wait(0) and len(bus.on(PredictionMade.EVENT_TYPE)) == 2
+
+
+def test_durable_requests_share_the_next_flush():
+    bus = InMemoryEventBus()
+    batcher = PredictionBatcher(bus, "predictor", interval=0.05, max_batch=500, durable=True)
+    try:
+        tickets = [batcher.add("p", [prediction(i)]) for i in "abc"]
+        assert all(ticket is not None and ticket.wait(5) for ticket in tickets)
+        assert [request_ids(m) for m in bus.on(PredictionMade.EVENT_TYPE)] == [["a", "b", "c"]]
+    finally:
+        batcher.close(timeout=2)
+
+
+def test_close_publishes_what_failed_before_and_what_waits():
+    bus = LandsButTimesOut(failures=1)
+    batcher = PredictionBatcher(bus, "predictor", interval=30, max_batch=500)
+    batcher.add("p", [prediction("a")])
+    batcher.flush()  # told it failed: kept
+    batcher.add("p", [prediction("b")])
+    batcher.close(timeout=2)
+    assert batcher.pending == 0
+    assert [request_ids(m) for m in bus.on(PredictionMade.EVENT_TYPE)] == [["a"], ["a"], ["b"]]
+
+
+# ------------------------------------------------------------------------------------ the inference-logger
+
+@pytest.fixture
+def logger(warehouse: InMemoryWarehouse) -> InferenceLogger:
+    return InferenceLogger(warehouse)
+
+
+def logged_rows(warehouse: InMemoryWarehouse) -> list[dict]:
+    return warehouse.tables[warehouse.qualified(PREDICTIONS_TABLE)]
+
+
+def rows(warehouse: InMemoryWarehouse) -> list[tuple[str, str]]:
+    return sorted((r["pipeline"], r["request_id"]) for r in logged_rows(warehouse))
+
+
+def envelope_of(event: PredictionMade, event_id: str) -> Envelope:
+    return new_envelope(event, "predictor", id=event_id)
+
+
+def test_a_redelivered_batch_writes_nothing_twice(logger: InferenceLogger, warehouse: InMemoryWarehouse):
+    batch = made("p", "a", "b")
+    for _ in range(2):
+        assert logger.handle(batch, envelope_of(batch, "evt-1")) == []
+    assert rows(warehouse) == [("p", "a"), ("p", "b")]
+
+
+def test_a_batch_republished_under_another_event_id_writes_only_new_request_ids(
+        logger: InferenceLogger, warehouse: InMemoryWarehouse):
+    logger.handle(made("p", "a", "b"), envelope_of(made("p", "a", "b"), "evt-1"))
+    again = made("p", "b", "a", "c")  # the old batch, re-formed with one new prediction
+    logger.handle(again, envelope_of(again, "evt-2"))
+    assert rows(warehouse) == [("p", "a"), ("p", "b"), ("p", "c")]
+    assert [r["event_id"] for r in logged_rows(warehouse) if r["request_id"] == "c"] == ["evt-2"]
+
+
+def test_a_request_id_twice_in_one_batch_is_one_row(logger: InferenceLogger, warehouse: InMemoryWarehouse):
+    batch = made("p", "a", "a", "b")
+    logger.handle(batch, envelope_of(batch, "evt-1"))
+    assert rows(warehouse) == [("p", "a"), ("p", "b")]
+
+
+def test_request_ids_are_per_pipeline(logger: InferenceLogger, warehouse: InMemoryWarehouse):
+    logger.handle(made("p", "a"), envelope_of(made("p", "a"), "evt-1"))
+    logger.handle(made("q", "a"), envelope_of(made("q", "a"), "evt-2"))
+    assert rows(warehouse) == [("p", "a"), ("q", "a")]
+
+
+def test_overlapping_batches_pushed_at_once_write_each_request_id_once(
+        logger: InferenceLogger, warehouse: InMemoryWarehouse):
+    batches = [made("p", *[f"r{j}" for j in range(i, i + 50)]) for i in range(0, 200, 25)]
+    threads = [threading.Thread(target=logger.handle, args=(b, envelope_of(b, f"evt-{n}")))
+               for n, b in enumerate(batches)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert rows(warehouse) == sorted(("p", f"r{j}") for j in range(225))
