@@ -26,6 +26,8 @@ def stack(stack_dir):
     try:
         yield stack
     finally:
+        now = stack.state()  # the supervisor may have restarted components since: their new PIDs too
+        pids += [c.pid for c in now.components.values()] if now else []
         stack.down()
         assert not [p for p in pids if pid_alive(p)], "mlops down left processes behind"
 

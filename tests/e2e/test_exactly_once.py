@@ -130,7 +130,7 @@ def test_a_trainer_killed_mid_training_completes_the_run_after_restart(stack, st
     time.sleep(1.5)  # the trainer is now fitting
     os.kill(_pid(stack_dir, "trainer"), signal.SIGKILL)
     assert champion(ctx, spec.name) is None
-    stack.restart("trainer")
+    stack.wait_healthy(["trainer"])  # the supervisor restarts it, as Cloud Run would
     winner = wait_for(lambda: champion(ctx, spec.name), timeout=180, what="the run to complete after the restart")
     assert [v.version_id for v in ctx.registry.list_versions(spec.name)] == [winner.version_id]
     wait_for(lambda: serving(ctx, spec.name).get(winner.version_id) == 100, timeout=30, what="serving")
@@ -151,11 +151,64 @@ def test_a_registrar_killed_mid_registration_completes_without_a_duplicate_versi
     finally:
         requests.delete(f"{vertex}/_faults", timeout=5)
     assert champion(ctx, spec.name) is None, "the alias move should not have finished before the kill"
-    stack.restart("registrar")
+    stack.wait_healthy(["registrar"])
     winner = wait_for(lambda: champion(ctx, spec.name), timeout=120, what="the registration to complete")
     assert [v.version_id for v in ctx.registry.list_versions(spec.name)] == [registered[0].version_id]
     assert winner.version_id == registered[0].version_id
     wait_for(lambda: serving(ctx, spec.name).get(winner.version_id) == 100, timeout=30, what="serving")
+
+
+STALL_S = 25.0  # a slow Vertex AI call, as the probe saw; the kill lands inside it
+
+
+def stalled(vertex: str) -> dict:
+    return requests.get(f"{vertex}/_faults", timeout=5).json()
+
+
+def kill_during_the_slow_call(stack, stack_dir, ctx: CliContext, service: str, call: str, spec, rows: int) -> dict:
+    """Land rows with `call` stalled at the Vertex server; SIGKILL `service` while the call is in
+    flight; the stall stays on (so a second call would show) until the round has deployed.
+    Returns the fault report: how many calls were stalled in all."""
+    vertex = ctx.state.url("vertex")
+    requests.put(f"{vertex}/_faults", json={"delays": {call: STALL_S}}, timeout=5)
+    try:
+        land(ctx, spec, load_demo_dataset().rows[:rows])
+        wait_for(lambda: stalled(vertex)["stalled"] >= 1, timeout=90, interval=0.1, what=f"the {call} call to stall")
+        os.kill(_pid(stack_dir, service), signal.SIGKILL)
+        stack.wait_healthy([service])  # restarted by the supervisor while the call is still in flight
+        winner = wait_for(lambda: champion(ctx, spec.name), timeout=120, what="a champion")
+        wait_for(lambda: serving(ctx, spec.name).get(winner.version_id) == 100, timeout=120, what="serving")
+        return stalled(vertex)
+    finally:
+        requests.delete(f"{vertex}/_faults", timeout=5)
+
+
+def test_a_registrar_killed_during_a_slow_upload_registers_one_version(stack, stack_dir):
+    ctx = CliContext(stack_dir)
+    spec = spec_for("crash-upload")
+    ctx.specs.put(spec)
+    faults = kill_during_the_slow_call(stack, stack_dir, ctx, "registrar", "models:upload", spec, 600)
+    assert faults["stalled_total"] == 1, "the restarted registrar uploaded a second time"
+    versions = ctx.registry.list_versions(spec.name)
+    assert len(versions) == 1 and "champion" in versions[0].aliases
+
+
+def test_a_deployer_killed_during_a_slow_deploy_deploys_once_and_its_manifest_agrees(stack, stack_dir):
+    ctx = CliContext(stack_dir)
+    spec = spec_for("crash-deploy")
+    ctx.specs.put(spec)
+    faults = kill_during_the_slow_call(stack, stack_dir, ctx, "deployer", ":deployModel", spec, 600)
+    assert faults["stalled_total"] == 1, "the restarted deployer deployed a second time"
+    from mlops import runtime
+    from mlops.core.events import ModelDeployed
+    from mlops.core.layout import manifest_path
+
+    endpoint = runtime.model_endpoint(ctx.settings)
+    deployed = endpoint.deployments(endpoint.ensure_endpoint(spec.endpoint_name))
+    assert len(deployed) == 1 and deployed[0].traffic_percent == 100
+    manifest = ModelDeployed.model_validate_json(ctx.blobs.get(manifest_path(spec.name)))
+    assert {(m.deployed_model_id, m.traffic_percent) for m in manifest.deployed_models} == \
+        {(d.deployed_model_id, d.traffic_percent) for d in deployed}, "the manifest disagrees with the endpoint"
 
 
 def test_replaying_data_ready_reproduces_the_metrics_and_links_a_new_version(stack, stack_dir):
@@ -189,7 +242,7 @@ def test_lineage_of_the_champion_names_snapshot_params_metrics_deployment_and_co
                       timeout=30, what="a deployment in the archive")
     assert report["data"]["snapshot_table"].endswith(f"{spec.source.table}__d0001")
     assert report["data"]["total_rows"] == 800 and report["data"]["watermark"]
-    assert report["training"]["hyperparameters"]["max_iterations"] == "20"
+    assert report["training"]["hyperparameters"]["max_iterations"] == 20  # as a value, not its JSON text
     assert "roc_auc" in report["evaluation"]["metrics"] and report["evaluation"]["decision"] == "promote"
     assert report["deployments"][0]["traffic_percent"] == 100
     stages = {s["stage"] for s in report["stages"]}

@@ -20,8 +20,8 @@ pytestmark = pytest.mark.e2e
 def test_status_reports_every_component_healthy_with_port_and_pid(stack, stack_dir):
     report = json.loads(mlops("status", "--json", data_dir=stack_dir).stdout)
     assert report["up"] is True
-    expected = {"pubsub", "bigquery", "storage", "vertex", "archiver", "ticker", "data-watcher", "trainer",
-                "evaluator", "registrar", "deployer", "predictor", "inference-logger"}
+    expected = {"supervisor", "pubsub", "bigquery", "storage", "vertex", "archiver", "ticker", "data-watcher",
+                "trainer", "evaluator", "registrar", "deployer", "predictor", "inference-logger"}
     assert set(report["components"]) == expected
     for name, component in report["components"].items():
         assert component["healthy"] and component["pid"] > 0, name

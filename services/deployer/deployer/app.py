@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 from flask import Flask
+from pydantic import Field
 
 from deployer.handler import Deployer
 from mlops import runtime
 from mlops.core.events import ModelRegistered
 from mlops.core.log import configure_logging
 from mlops.core.settings import CommonSettings, load_settings
+from mlops.ports.intents import IntentLog
 from mlops.runtime.push import Route
 
 SERVICE = "deployer"
 
 
+class DeployerSettings(CommonSettings):
+    deploy_deadline_s: float = Field(
+        1800.0, gt=0, description="A deploy sent by a deployer that then crashed is waited for this long by the "
+                                  "redelivery before it deploys again (longer than a Vertex AI deploy takes).",
+    )
+
+
 def create_app() -> Flask:
-    settings = load_settings(CommonSettings, SERVICE)
+    settings = load_settings(DeployerSettings, SERVICE)
     configure_logging(settings.service, settings.log_level)
+    blobs = runtime.blob_store(settings)
     deployer = Deployer(runtime.model_registry(settings), runtime.model_endpoint(settings),
-                        runtime.spec_store(settings), runtime.blob_store(settings))
+                        runtime.spec_store(settings), blobs, intents=IntentLog(blobs, SERVICE),
+                        deploy_deadline_s=settings.deploy_deadline_s)
     return runtime.push_app(settings, {ModelRegistered.EVENT_TYPE: Route(deployer.handle)})

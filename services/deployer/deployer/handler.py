@@ -3,7 +3,9 @@
 With `deployment.canary_percent` > 0 the new version first takes that share and the previous keeps
 the rest; otherwise it takes all traffic and the previous stays deployed at 0% so a rollback is a
 traffic change, not a redeploy. Older versions are undeployed. Idempotent: if the endpoint already
-serves this version, the current state is announced again and nothing is deployed.
+serves this version, the current state is announced again and nothing is deployed; and each deploy
+is recorded as an intent before it is sent (`mlops.ports.intents`), so a deployer killed during a
+slow deploy waits for that deploy on redelivery instead of deploying the version a second time.
 
 Rollback: `mlops replay` of an earlier champion's `model.registered` rolls the pipeline back to that
 version. It takes all the traffic (redeployed if it was undeployed since) and the `champion` alias
@@ -21,6 +23,7 @@ from mlops.core.events import Decision, DeploymentAction, Envelope, ModelDeploye
 from mlops.core.events import DeployedModel as DeployedModelEvent
 from mlops.core.layout import manifest_path
 from mlops.ports.blobs import BlobStore
+from mlops.ports.intents import IntentLog
 from mlops.ports.registry import (
     DeployedModel,
     ModelEndpoint,
@@ -41,41 +44,67 @@ class RollbackRefused(PermanentError):
 
 
 class Deployer:
-    def __init__(self, registry: ModelRegistry, endpoints: ModelEndpoint, specs: SpecStore, blobs: BlobStore):
+    def __init__(self, registry: ModelRegistry, endpoints: ModelEndpoint, specs: SpecStore, blobs: BlobStore,
+                 *, intents: IntentLog | None = None, deploy_deadline_s: float = 1800.0):
+        """Each deploy is recorded in `intents` (by default on `blobs`) before it is sent: a deployer
+        killed during a deploy waits for it on redelivery, for up to `deploy_deadline_s` after it was
+        sent (deploys take many minutes on Vertex AI), instead of deploying the version twice."""
         self._registry = registry
         self._endpoints = endpoints
         self._specs = specs
         self._blobs = blobs
+        self._intents = intents or IntentLog(blobs, "deployer")
+        self._deploy_deadline_s = deploy_deadline_s
 
     def handle(self, registered: ModelRegistered, envelope: Envelope) -> list[ModelDeployed]:
         if envelope.is_replay:
-            return [self.roll_back(registered)]
+            return [self.roll_back(registered, envelope.id)]
         if registered.decision != Decision.PROMOTE:
             log.info("rejected by the gate; nothing to deploy", version=registered.version_id)
             return []
         spec = self._specs.get(registered.pipeline)
         endpoint = self._endpoints.ensure_endpoint(spec.endpoint_name)
         before = self._endpoints.deployments(endpoint)
-        previous = max(before, key=lambda d: d.traffic_percent, default=None)
-        if any(d.version_id == registered.version_id for d in before):
-            announced = self._manifest(registered.pipeline)
-            if announced is not None and announced.version_id == registered.version_id:
-                log.info("version already deployed; announcing the same deployment again", version=registered.version_id)
-                return [announced]
-            action = DeploymentAction.DEPLOY
-        else:
-            version = self._registry.get_version(registered.model_id, registered.version_id)
-            canary = spec.deployment.canary_percent
-            deployment = self._endpoints.deploy(endpoint, version, canary or 100, display_name=f"{registered.model_id}-v{version.version_id}")
-            action = DeploymentAction.CANARY if canary else DeploymentAction.DEPLOY
-            self._retire_old(endpoint, keep={deployment.deployed_model_id, previous.deployed_model_id if previous else ""},
-                             keep_previous=spec.deployment.keep_previous)
-        return [self._announce(registered, endpoint, action,
-                               previous.version_id if previous and previous.version_id != registered.version_id else None)]
+        announced = self._manifest(registered.pipeline)
+        if announced is not None and announced.version_id == registered.version_id \
+                and self._deployed_id(before, registered.version_id) is not None:
+            log.info("version already deployed; announcing the same deployment again", version=registered.version_id)
+            return [announced]
+        # What serves before this deploy: recorded with the intent, so a redelivery that resumes after
+        # a crash (when the new version may already hold the traffic) announces the same previous.
+        others = [d for d in before if d.version_id != registered.version_id]
+        previous = max(others, key=lambda d: d.traffic_percent, default=None)
+        canary = spec.deployment.canary_percent
 
-    def roll_back(self, registered: ModelRegistered) -> ModelDeployed:
+        def deploy() -> str:
+            version = self._registry.get_version(registered.model_id, registered.version_id)
+            return self._endpoints.deploy(endpoint, version, canary or 100,
+                                          display_name=f"{registered.model_id}-v{version.version_id}").deployed_model_id
+
+        mine, intent = self._intents.once(
+            envelope.id, "deploy", deadline_s=self._deploy_deadline_s, make=deploy,
+            effect=lambda: self._deployed_id(self._endpoints.deployments(endpoint), registered.version_id),
+            context={"previous_deployed_model_id": previous.deployed_model_id if previous else "",
+                     "previous_version": previous.version_id if previous else ""})
+        if intent is not None:
+            previous_id = intent.context.get("previous_deployed_model_id", "")
+            previous_version = intent.context.get("previous_version") or None
+        else:
+            previous_id = previous.deployed_model_id if previous else ""
+            previous_version = previous.version_id if previous else None
+        self._retire_old(endpoint, keep={mine, previous_id}, keep_previous=spec.deployment.keep_previous)
+        action = DeploymentAction.CANARY if canary else DeploymentAction.DEPLOY
+        return [self._announce(registered, endpoint, action, previous_version)]
+
+    @staticmethod
+    def _deployed_id(deployments: list[DeployedModel], version_id: str) -> str | None:
+        """The deployed model serving this version, if any (there is at most one: each is deployed once)."""
+        return next((d.deployed_model_id for d in deployments if d.version_id == version_id), None)
+
+    def roll_back(self, registered: ModelRegistered, event_id: str | None = None) -> ModelDeployed:
         """Serve `registered`'s version alone again and make it the champion. Each step checks the
-        state first, so a redelivery (or a crash between steps) completes it without a second deploy."""
+        state first, so a redelivery (or a crash between steps) completes it without a second deploy;
+        a redeploy is recorded as an intent of `event_id` (the replayed event's id) first."""
         target = self._rollback_target(registered)
         spec = self._specs.get(registered.pipeline)
         endpoint = self._endpoints.ensure_endpoint(spec.endpoint_name)
@@ -94,9 +123,16 @@ class Deployer:
             key=lambda d: d.traffic_percent, default=None)
         previous = previous or (displaced.version_id if displaced else None)
         if serving is None:  # undeployed since its rollback window passed: redeploy it
-            deployment = self._endpoints.deploy(endpoint, target, 100,
-                                                display_name=f"{registered.model_id}-v{target.version_id}")
-            kept = deployment.deployed_model_id
+            def redeploy() -> str:
+                return self._endpoints.deploy(endpoint, target, 100,
+                                              display_name=f"{registered.model_id}-v{target.version_id}").deployed_model_id
+
+            if event_id is None:
+                kept = redeploy()
+            else:
+                kept, _ = self._intents.once(
+                    event_id, "deploy", deadline_s=self._deploy_deadline_s, make=redeploy,
+                    effect=lambda: self._deployed_id(self._endpoints.deployments(endpoint), target.version_id))
         else:
             if serving.traffic_percent != 100:
                 self._endpoints.set_traffic(endpoint, {serving.deployed_model_id: 100})

@@ -9,6 +9,7 @@ from mlops import runtime
 from mlops.core.events import ModelEvaluated
 from mlops.core.log import configure_logging
 from mlops.core.settings import CommonSettings, load_settings
+from mlops.ports.intents import IntentLog
 from mlops.runtime.push import Route
 from registrar.handler import Registrar
 
@@ -20,10 +21,16 @@ class RegistrarSettings(CommonSettings):
         "mlops-predictor:latest",
         description="Serving container recorded on each version: the predictor image's full path in the cloud.",
     )
+    register_deadline_s: float = Field(
+        300.0, gt=0, description="A model upload sent by a registrar that then crashed is waited for this long "
+                                 "by the redelivery before it uploads again (longer than any upload takes).",
+    )
 
 
 def create_app() -> Flask:
     settings = load_settings(RegistrarSettings, SERVICE)
     configure_logging(settings.service, settings.log_level)
-    registrar = Registrar(runtime.model_registry(settings), settings.serving_image, settings.code_version)
+    registrar = Registrar(runtime.model_registry(settings), settings.serving_image, settings.code_version,
+                          bucket=settings.bucket, intents=IntentLog(runtime.blob_store(settings), SERVICE),
+                          register_deadline_s=settings.register_deadline_s)
     return runtime.push_app(settings, {ModelEvaluated.EVENT_TYPE: Route(registrar.handle)})

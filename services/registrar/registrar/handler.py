@@ -3,37 +3,66 @@
 Promoted ones take the `champion` alias (the previous champion is labelled retired); rejected ones
 stay registered, labelled rejected, so the history of decisions is visible in the registry itself.
 Idempotent on the input event: the version carries `source_event=<ce-id>`, looked up first, and the
-alias/label steps are re-applied, so a crash between any two calls completes on redelivery.
+alias/label steps are re-applied, so a crash between any two calls completes on redelivery. A crash
+*during* the upload, which goes on and lands later, is covered by the intent recorded before it
+(`mlops.ports.intents`): the redelivery waits for that upload instead of making a second version.
+
+Only artifacts of the project's own layout are registered: a `model.evaluated` naming an artifact
+outside `gs://<bucket>/models/<pipeline>/`, or without a sha256 checksum, is refused (dead-lettered
+with the reason). The checksum registered here (in the version's `VersionMeta`) is the one the
+trainer computed and the evaluator verified, carried by the events; it is what the deployer
+announces and the predictor checks, never a file beside the artifact.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 import structlog
 
+from mlops.core.errors import PermanentError
 from mlops.core.events import Decision, Envelope, ModelEvaluated, ModelRegistered
+from mlops.core.layout import require_project_artifact
+from mlops.ports.intents import IntentLog
 from mlops.ports.registry import ModelRegistry, ModelVersion, NotFoundError, VersionMeta
 
 log = structlog.get_logger("registrar")
 
 CHAMPION = "champion"
+CHECKSUM_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 class Registrar:
-    def __init__(self, registry: ModelRegistry, serving_image: str, code_version: str):
+    def __init__(self, registry: ModelRegistry, serving_image: str, code_version: str, bucket: str | None = None,
+                 *, intents: IntentLog | None = None, register_deadline_s: float = 300.0):
+        """`bucket` is the project's artifact bucket (the service passes its settings'); None skips
+        the bucket check, for unit tests that are not about it (the path layout is checked anyway).
+        `intents` records each upload before it is sent (the service always passes one): a registrar
+        killed during an upload then waits for that upload on redelivery, for up to
+        `register_deadline_s` after it was sent, instead of uploading a second version."""
         self._registry = registry
         self._serving_image = serving_image
         self._code_version = code_version
+        self._bucket = bucket
+        self._intents = intents
+        self._register_deadline_s = register_deadline_s
+
+    def check_artifact(self, evaluated: ModelEvaluated) -> None:
+        """Refuse what may never serve: an artifact outside the project's layout, a malformed checksum."""
+        bucket = self._bucket
+        if bucket is None:  # the layout below the bucket still applies
+            bucket = evaluated.artifact_uri[len("gs://"):].partition("/")[0]
+        require_project_artifact(evaluated.artifact_uri, bucket=bucket, pipeline=evaluated.pipeline)
+        if not CHECKSUM_RE.match(evaluated.artifact_checksum):
+            raise PermanentError(f"artifact checksum {evaluated.artifact_checksum[:100]!r} of "
+                                 f"{evaluated.candidate_version} is not 'sha256:<64 hex digits>'")
 
     def handle(self, evaluated: ModelEvaluated, envelope: Envelope) -> list[ModelRegistered]:
+        self.check_artifact(evaluated)
         model_id = evaluated.pipeline
         promote = evaluated.decision == Decision.PROMOTE
-        version = self._registry.find_version(model_id, "source_event", envelope.id)
-        if version is None:
-            version = self._register(model_id, evaluated, envelope, promote)
-        else:
-            log.info("already registered for this event; finishing its steps", version=version.version_id)
+        version = self._version_for(model_id, evaluated, envelope, promote)
         if promote:
             self._crown(model_id, version)
         version = self._registry.get_version(model_id, version.version_id)
@@ -43,6 +72,21 @@ class Registrar:
             candidate_version=evaluated.candidate_version, artifact_uri=evaluated.artifact_uri,
             metrics=evaluated.metrics, lineage=self._lineage(evaluated, envelope),
         )]
+
+    def _version_for(self, model_id: str, evaluated: ModelEvaluated, envelope: Envelope, promote: bool) -> ModelVersion:
+        """The version registered for this event: found (a redelivery), the one an earlier attempt's
+        upload is still making (waited for), or registered now."""
+        def registered() -> str | None:
+            found = self._registry.find_version(model_id, "source_event", envelope.id)
+            return found.version_id if found is not None else None
+
+        if self._intents is None:
+            version_id = registered() or self._register(model_id, evaluated, envelope, promote).version_id
+        else:
+            version_id, _ = self._intents.once(
+                envelope.id, "register_version", effect=registered, deadline_s=self._register_deadline_s,
+                make=lambda: self._register(model_id, evaluated, envelope, promote).version_id)
+        return self._registry.get_version(model_id, version_id)
 
     def _lineage(self, evaluated: ModelEvaluated, envelope: Envelope) -> dict[str, str]:
         return {

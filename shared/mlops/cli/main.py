@@ -194,7 +194,8 @@ def _when(iso: str, seconds: bool = True) -> str:
 def up(data_dir: DataDir = DEFAULT_DATA_DIR,
        ticker: Annotated[bool, typer.Option(help="Run the scheduler stand-in.")] = True,
        log_level: Annotated[str, typer.Option(help="Services' log level.")] = "INFO") -> None:
-    """Start the emulators, provision the topology, start every service; return once all are healthy."""
+    """Start the emulators, provision the topology, start every service under a supervisor that restarts
+    whatever dies; return once all are healthy. On a stack already up, bring back only what is down."""
     from mlops.ops.errors import NotReachable
     from mlops.stack.supervisor import Stack
 

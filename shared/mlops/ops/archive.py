@@ -2,6 +2,12 @@
 
 Rows are Pub/Sub messages with their attributes as JSON; this turns them back into envelopes and
 typed payloads. Delivery to the archive is at-least-once, so rows are deduplicated on `ce-id`.
+
+An archived message's type is the topic it was published on (its archive subscription says which),
+not the `ce-type` it claims: a poison message dead-lettered with its original attributes (a real
+`ce-type` included) is a `mlops.dead-letter` row, listed only when dead letters are asked for
+(`--type mlops.dead-letter`), never as the event it claimed to be. Rows are read tolerantly: garbage
+in a column makes an event without a typed payload, never an error.
 """
 
 from __future__ import annotations
@@ -9,12 +15,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from mlops.core.events import EventValidationError, decode
 from mlops.core.events.envelope import parse_time
 from mlops.core.sql import quote_qualified
-from mlops.core.topology import ALL_TOPICS, EVENTS_TABLE
+from mlops.core.topology import ALL_TOPICS, ARCHIVE_SUFFIX, DEAD_LETTER_TOPIC, EVENTS_TABLE, archive_subscription
 from mlops.ops.errors import OperatorError
 from mlops.ports.warehouse import SqlReader
 
@@ -50,15 +57,32 @@ class ArchivedEvent:
     attributes: dict[str, str]
     data: str
 
-    def payload(self) -> dict[str, Any]:
-        """The payload as plain JSON values, read through today's schema (so older events are upcast)."""
+    @cached_property
+    def _decoded(self) -> dict[str, Any] | None:
         try:
             return decode(self.type, self.data.encode("utf-8")).model_dump(mode="json")
-        except EventValidationError:  # a dead letter, or a type this version does not know
-            try:
-                return json.loads(self.data)
-            except json.JSONDecodeError:
-                return {"_raw": self.data}
+        except (EventValidationError, RecursionError, ValueError):  # a dead letter, garbage, an unknown type
+            return None
+
+    @property
+    def valid(self) -> bool:
+        """The payload fits its type's schema (as every message on an event topic does)."""
+        return self._decoded is not None
+
+    @property
+    def is_dead_letter(self) -> bool:
+        return self.type == DEAD_LETTER_TOPIC
+
+    def payload(self) -> dict[str, Any]:
+        """The payload as plain JSON values, read through today's schema (so older events are upcast);
+        for a message that does not fit it, the JSON object it holds, else `{"_raw": text}`."""
+        if self._decoded is not None:
+            return self._decoded
+        try:
+            document = json.loads(self.data)
+        except (ValueError, RecursionError):
+            document = None
+        return document if isinstance(document, dict) else {"_raw": self.data}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -69,15 +93,41 @@ class ArchivedEvent:
         }
 
 
+def _attributes(text: Any) -> dict[str, str]:
+    try:
+        parsed = json.loads(text or "{}")
+    except (TypeError, ValueError, RecursionError):
+        return {}
+    if not isinstance(parsed, dict):
+        return {}
+    return {k: v for k, v in parsed.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def archived_topic(subscription_name: str) -> str | None:
+    """The topic of an archive row's subscription (`<topic>--archive`, bare or as a resource name)."""
+    name = subscription_name.rsplit("/", 1)[-1]
+    topic = name[:-len(ARCHIVE_SUFFIX)] if name.endswith(ARCHIVE_SUFFIX) else ""
+    return topic if topic in ALL_TOPICS else None
+
+
 def _from_row(row: dict[str, Any]) -> ArchivedEvent:
-    attributes = json.loads(row["attributes"] or "{}")
+    attributes = _attributes(row.get("attributes"))
+    subscription = str(row.get("subscription_name") or "")
+    data = row.get("data")
     return ArchivedEvent(
-        id=attributes.get("ce-id", ""), type=attributes.get("ce-type", ""),
-        time=attributes.get("ce-time", str(row["publish_time"])), run_id=attributes.get("run_id", ""),
+        id=attributes.get("ce-id", ""), type=archived_topic(subscription) or attributes.get("ce-type", ""),
+        time=attributes.get("ce-time", str(row.get("publish_time"))), run_id=attributes.get("run_id", ""),
         causation_id=attributes.get("causation_id", ""), replay_of=attributes.get("replay_of", ""),
-        pipeline=attributes.get("pipeline", ""), message_id=row["message_id"],
-        subscription=row["subscription_name"], attributes=attributes, data=row["data"] or "",
+        pipeline=attributes.get("pipeline", ""), message_id=str(row.get("message_id") or ""),
+        subscription=subscription, attributes=attributes, data=data if isinstance(data, str) else "",
     )
+
+
+def _archived_from(topic: str, param: str, params: dict[str, Any]) -> str:
+    """A clause: the row came from `topic`'s archive subscription (named bare, or as a resource name)."""
+    params[param], params[f"{param}_path"] = archive_subscription(topic), f"/{archive_subscription(topic)}"
+    return (f"(COALESCE(subscription_name, '') = @{param} OR "
+            f"ENDS_WITH(COALESCE(subscription_name, ''), @{param}_path))")
 
 
 def _when(event: ArchivedEvent) -> datetime:
@@ -91,11 +141,19 @@ def _when(event: ArchivedEvent) -> datetime:
 
 
 def query_events(warehouse: SqlReader, run_id: str | None = None, event_type: str | None = None, since: str | None = None,
-                 limit: int = 200, event_id: str | None = None, caused_by: str | None = None) -> list[ArchivedEvent]:
+                 limit: int = 200, event_id: str | None = None, caused_by: str | None = None,
+                 dead_letters: bool = False) -> list[ArchivedEvent]:
     """Archived events, newest first (by the event's own `ce-time`), one per ce-id (or per message for
-    dead letters without one). `run_id` may be a prefix of run ids, as the tables print them."""
+    dead letters without one). `run_id` may be a prefix of run ids, as the tables print them.
+    `event_type` is the topic the events were published on; dead letters (which keep the attributes,
+    `ce-type` included, of the message they park) come only with `dead_letters` or with
+    `event_type=mlops.dead-letter`."""
     clauses: list[str] = []
     params: dict[str, Any] = {}
+    if event_type:
+        clauses.append(_archived_from(event_type, "subscription", params))
+    elif not dead_letters:
+        clauses.append(f"NOT {_archived_from(DEAD_LETTER_TOPIC, 'dead_letters', params)}")
     if since:
         try:
             params["since"] = parse_time(since)
@@ -107,7 +165,7 @@ def query_events(warehouse: SqlReader, run_id: str | None = None, event_type: st
     if run_id:
         clauses.append("STARTS_WITH(JSON_VALUE(attributes, '$.run_id'), @run_id)")
         params["run_id"] = run_id
-    for key, value in (("ce-type", event_type), ("ce-id", event_id), ("causation_id", caused_by)):
+    for key, value in (("ce-id", event_id), ("causation_id", caused_by)):
         if value:
             clauses.append(f"JSON_VALUE(attributes, '$.\"{key}\"') = @{key.replace('-', '_')}")
             params[key.replace("-", "_")] = value
@@ -122,12 +180,14 @@ def query_events(warehouse: SqlReader, run_id: str | None = None, event_type: st
 def run_and_deployments(warehouse: SqlReader, run_id: str, pipeline: str, limit: int = 1000) -> list[ArchivedEvent]:
     """In one query (lineage's): every event of a run, and every `model.deployed` of a pipeline
     (later deployments change the traffic of a version too). Newest first, one per ce-id."""
+    params: dict[str, Any] = {"run_id": run_id, "deployed": "model.deployed.v1", "pipeline": pipeline}
+    not_dead_letter = f"NOT {_archived_from(DEAD_LETTER_TOPIC, 'dead_letters', params)}"
     rows = warehouse.query(
         f"SELECT * FROM {quote_qualified(warehouse.qualified(EVENTS_TABLE))} "
-        "WHERE JSON_VALUE(attributes, '$.run_id') = @run_id "
-        "OR (JSON_VALUE(attributes, '$.\"ce-type\"') = @deployed AND JSON_VALUE(attributes, '$.pipeline') = @pipeline) "
-        f"ORDER BY publish_time DESC LIMIT {int(limit) * 2}",
-        {"run_id": run_id, "deployed": "model.deployed.v1", "pipeline": pipeline},
+        "WHERE (JSON_VALUE(attributes, '$.run_id') = @run_id "
+        "OR (JSON_VALUE(attributes, '$.\"ce-type\"') = @deployed AND JSON_VALUE(attributes, '$.pipeline') = @pipeline)) "
+        f"AND {not_dead_letter} ORDER BY publish_time DESC LIMIT {int(limit) * 2}",
+        params,
     )
     return _unique_newest_first(rows, limit)
 
@@ -136,7 +196,7 @@ def _unique_newest_first(rows: list[dict[str, Any]], limit: int) -> list[Archive
     seen, events = set(), []
     for row in rows:
         event = _from_row(row)
-        key = event.id or event.message_id
+        key = (event.is_dead_letter, event.id or event.message_id)
         if key not in seen:
             seen.add(key)
             events.append(event)

@@ -63,7 +63,8 @@ def lineage(registry, warehouse: SqlReader, pipeline: str, version_id: str) -> d
     run_events = [e for e in events if run_id and e.run_id == run_id]
     by_type: dict[str, ArchivedEvent] = {}
     for event in reversed(run_events):  # oldest first; the first of each type in the run
-        by_type.setdefault(event.type.rsplit(".", 1)[0], event)
+        if event.valid:  # archived garbage (a row that fits no schema) says nothing about the run
+            by_type.setdefault(event.type.rsplit(".", 1)[0], event)
     ready = by_type.get("data.ready")
     trained = by_type.get("model.trained")
     evaluated = by_type.get("model.evaluated")
@@ -74,7 +75,7 @@ def lineage(registry, warehouse: SqlReader, pipeline: str, version_id: str) -> d
         {"table": snapshot_table, "pipeline": pipeline},
     ) if snapshot_table and ready is None else []
     deployments = []
-    for event in (e for e in events if e.type == "model.deployed.v1"):
+    for event in (e for e in events if e.type == "model.deployed.v1" and e.valid):
         payload = event.payload()  # decoded once per event
         shares = {m["version_id"]: m["traffic_percent"] for m in payload["deployed_models"]}
         if event.pipeline == pipeline and version_id in shares:

@@ -97,8 +97,13 @@ class Emulator(ABC):
 
     @classmethod
     @abstractmethod
+    def probe_url(cls, port: int, project: str = DEFAULT_PROJECT) -> str:
+        """A URL that answers 2xx once an emulator on port serves real requests."""
+
+    @classmethod
     def probe(cls, port: int, project: str = DEFAULT_PROJECT) -> bool:
         """True when an emulator on port answers a real request."""
+        return http_ok(cls.probe_url(port, project))
 
     # -- lifecycle
 
@@ -326,10 +331,10 @@ class PubSubEmulator(Emulator):
         return {cls.env_var: f"{HOST}:{port}"}  # no scheme: the client opens an insecure gRPC channel
 
     @classmethod
-    def probe(cls, port: int, project: str = DEFAULT_PROJECT) -> bool:
+    def probe_url(cls, port: int, project: str = DEFAULT_PROJECT) -> str:
         # The emulator answers GET / with "Ok" once its gRPC+HTTP server is up; a bare TCP
         # connect can succeed a little earlier, while Netty binds but before it serves.
-        return http_ok(f"http://{HOST}:{port}/")
+        return f"http://{HOST}:{port}/"
 
 
 # --------------------------------------------------------------------------- BigQuery
@@ -462,9 +467,9 @@ class BigQueryEmulator(Emulator):
         return {cls.env_var: f"http://{HOST}:{port}"}  # the client requires the scheme
 
     @classmethod
-    def probe(cls, port: int, project: str = DEFAULT_PROJECT) -> bool:
+    def probe_url(cls, port: int, project: str = DEFAULT_PROJECT) -> str:
         # A real API call: the REST app is mounted only after DuckDB and the catalog are up.
-        return http_ok(f"http://{HOST}:{port}/bigquery/v2/projects/{project}/datasets")
+        return f"http://{HOST}:{port}/bigquery/v2/projects/{project}/datasets"
 
 
 # --------------------------------------------------------------------------- Cloud Storage
@@ -489,8 +494,8 @@ class StorageEmulator(Emulator):
         return {cls.env_var: f"http://{HOST}:{port}"}
 
     @classmethod
-    def probe(cls, port: int, project: str = DEFAULT_PROJECT) -> bool:
-        return http_ok(f"http://{HOST}:{port}/storage/v1/b?project={project}")
+    def probe_url(cls, port: int, project: str = DEFAULT_PROJECT) -> str:
+        return f"http://{HOST}:{port}/storage/v1/b?project={project}"
 
 
 EMULATOR_CLASSES: tuple[type[Emulator], ...] = (PubSubEmulator, BigQueryEmulator, StorageEmulator)

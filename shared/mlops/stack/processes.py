@@ -171,6 +171,16 @@ def stop_group(pgid: int, grace: float = DEFAULT_GRACE_SECONDS) -> bool:
     return _wait_group_gone(pgid, max(grace, 2.0))
 
 
+def kill_group(pgid: int, timeout: float = 5.0) -> bool:
+    """SIGKILL whatever is left of group pgid at once (a crashed leader's children, which would
+    otherwise hold its port) and wait until it is gone. Safe on a group that no longer exists."""
+    if pgid <= 1:
+        raise ValueError(f"refusing to signal process group {pgid}")
+    if group_alive(pgid):
+        _signal_group(pgid, signal.SIGKILL)
+    return _wait_group_gone(pgid, timeout)
+
+
 def stop_pid(pid: int, grace: float = DEFAULT_GRACE_SECONDS, expect_in_cmdline: str | None = None) -> bool:
     """Stop a process started by :func:`launch` (or any group leader) and all its group.
 

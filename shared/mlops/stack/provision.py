@@ -8,7 +8,8 @@ from the same topology (rendered by `mlops topology --tfvars`).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterable, Mapping
 
 import google.cloud.pubsub_v1 as pubsub_v1
 import structlog
@@ -81,6 +82,29 @@ def provision_pubsub(project: str, service_urls: Mapping[str, str], policy: Deli
             "retain_acked_messages": True,
         })
     log.info("pubsub provisioned", topics=len(ALL_TOPICS))
+
+
+def redeliver_unacked(project: str, subscriptions: Iterable[str],
+                      subscriber: pubsub_v1.SubscriberClient | None = None) -> None:
+    """Make the Pub/Sub emulator push again every message it holds unacknowledged on these subscriptions.
+
+    The emulator gives up on a message it could not push for a few seconds (a restarted service's
+    inputs, sent while it was down) without dead-lettering it, yet keeps it unacknowledged. Seeking a
+    subscription to a snapshot of itself taken a moment earlier marks exactly those messages (and
+    none that were acknowledged) for delivery again. Idempotent effects absorb the message that the
+    restarted service may already be handling again. Locally only: Pub/Sub itself keeps retrying.
+    """
+    subscriber = subscriber or pubsub_v1.SubscriberClient()
+    names = list(subscriptions)
+    for name in names:
+        path = f"projects/{project}/subscriptions/{name}"
+        snapshot = f"projects/{project}/snapshots/{name}--redeliver-{uuid.uuid4().hex[:12]}"
+        subscriber.create_snapshot(request={"name": snapshot, "subscription": path})
+        try:
+            subscriber.seek(request={"subscription": path, "snapshot": snapshot})
+        finally:
+            subscriber.delete_snapshot(request={"snapshot": snapshot})
+    log.info("unacked messages redelivered", subscriptions=names)
 
 
 def provision_bigquery(warehouse, location: str = "US") -> None:  # warehouse: BigQueryWarehouse

@@ -601,8 +601,12 @@ def create_app(state_file: Path | None = None, *, predict_url: str | None = None
     app.config["VERTEX_LOCAL"] = api
 
     # Fault injection for tests (as emulators offer): calls whose path contains `match` wait
-    # `delay_s` first, so a test can kill a client in the middle of a multi-call operation.
+    # `delay_s` first, so a test can kill a client in the middle of a multi-call operation, or during
+    # the slow call itself. A stalled call still runs once its delay is over, whether or not its
+    # client is still there (as a Vertex AI operation does): `stalled` counts those waiting now.
     faults: dict[str, float] = {}
+    stalls = {"now": 0, "total": 0}
+    stalls_lock = threading.Lock()
 
     @app.get("/healthz")
     def healthz() -> Json:
@@ -614,15 +618,23 @@ def create_app(state_file: Path | None = None, *, predict_url: str | None = None
             body = request.get_json(silent=True) or {}
             faults.clear()
             faults.update({str(k): float(v) for k, v in body.get("delays", {}).items()})
+            stalls["total"] = 0  # counted per set of faults
         elif request.method == "DELETE":
             faults.clear()
-        return {"delays": faults}
+        return {"delays": faults, "stalled": stalls["now"], "stalled_total": stalls["total"]}
 
     @app.before_request
     def inject_delay() -> None:
         for match, delay in list(faults.items()):
             if match in request.path:
-                time.sleep(delay)
+                with stalls_lock:
+                    stalls["now"] += 1
+                    stalls["total"] += 1
+                try:
+                    time.sleep(delay)
+                finally:
+                    with stalls_lock:
+                        stalls["now"] -= 1
 
     @app.post("/v1/projects/<project>/locations/<location>/endpoints/<endpoint>:predict")
     def predict(project: str, location: str, endpoint: str) -> Any:

@@ -90,8 +90,10 @@ module "registrar" {
   pubsub_service_agent = local.topology.pubsub_service_agent
   bucket               = local.topology.bucket
 
-  # Uploads model versions and moves aliases in the Vertex AI Model Registry; nothing else.
+  # Uploads model versions and moves aliases in the Vertex AI Model Registry, and records the intent
+  # of each upload in the bucket (operations/registrar/) before sending it.
   project_roles = ["roles/aiplatform.user"]
+  bucket_role   = "roles/storage.objectUser"
 
   env = {
     MLOPS_SERVING_IMAGE = var.serving_image
