@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN, parse_spec
-from mlops.ops.ingest import IngestError, ingest_labels, ingest_rows, read_csv
+from mlops.ops.ingest import IngestError, batch_row_ids, ingest_labels, ingest_rows, read_csv
+from mlops.ports.warehouse import WarehouseError
 from mlops.testing.memory import InMemoryWarehouse
 
 SPEC = parse_spec("""
@@ -19,7 +20,7 @@ promotion: {metric: roc_auc}
 def test_rows_get_an_identity_and_chunks_are_stamped_in_order():
     warehouse = InMemoryWarehouse()
     rows = [{"a": float(i), "b": "x", "y": i % 2} for i in range(1200)]
-    assert ingest_rows(warehouse, SPEC, rows) == 1200
+    assert ingest_rows(warehouse, SPEC, rows).rows == 1200
     landed = warehouse.tables[warehouse.qualified("tiny")]
     assert len({r[ROW_ID_COLUMN] for r in landed}) == 1200
     stamps = [r[INGESTED_AT_COLUMN] for r in landed]
@@ -38,3 +39,42 @@ def test_csv_values_are_typed_and_labels_need_a_request_id(tmp_path):
     assert read_csv(path) == [{"a": 1.5, "b": "x", "y": 1}, {"a": None, "b": "y", "y": 0}]
     with pytest.raises(IngestError, match="request_id"):
         ingest_labels(InMemoryWarehouse(), "tiny", [{"y": 1}], "y")
+
+
+def test_ingesting_the_same_file_again_lands_nothing_twice():
+    warehouse = InMemoryWarehouse()
+    rows = [{"a": float(i), "b": "x", "y": i % 2} for i in range(700)]
+    first = ingest_rows(warehouse, SPEC, rows)
+    again = ingest_rows(warehouse, SPEC, [dict(r) for r in rows])
+    assert (first.rows, first.already_there) == (700, 0)
+    assert (again.rows, again.already_there) == (0, 700)
+    assert len(warehouse.tables[warehouse.qualified("tiny")]) == 700
+
+
+def test_a_retry_after_a_failure_half_way_lands_only_the_rest():
+    class FailsOnSecondChunk(InMemoryWarehouse):
+        calls = 0
+
+        def insert_rows(self, table, rows, row_ids=None):
+            type(self).calls += 1
+            if type(self).calls == 2:
+                raise WarehouseError("the connection dropped")
+            super().insert_rows(table, rows, row_ids)
+
+    warehouse = FailsOnSecondChunk()
+    rows = [{"a": float(i), "b": "x", "y": i % 2} for i in range(1200)]
+    with pytest.raises(IngestError, match="500 landed before them"):
+        ingest_rows(warehouse, SPEC, rows)
+    retried = ingest_rows(warehouse, SPEC, rows)
+    assert (retried.rows, retried.already_there) == (700, 500)
+    landed = warehouse.tables[warehouse.qualified("tiny")]
+    assert len(landed) == len({r[ROW_ID_COLUMN] for r in landed}) == 1200
+
+
+def test_identical_lines_in_one_file_stay_two_rows_and_other_files_get_other_ids():
+    same = [{"a": 1.0, "b": "x", "y": 1}, {"a": 1.0, "b": "x", "y": 1}]
+    ids = batch_row_ids(same)
+    assert len(set(ids)) == 2
+    assert batch_row_ids([dict(r) for r in same]) == ids  # the same file, the same ids
+    assert not set(batch_row_ids([{"a": 2.0, "b": "x", "y": 1}])) & set(ids)
+    assert batch_row_ids([{ROW_ID_COLUMN: "abalone-7", "a": 1.0}]) == ["abalone-7"]  # its own id wins

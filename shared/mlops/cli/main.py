@@ -374,9 +374,16 @@ def ingest(pipeline: PipelineOpt,
     ctx = _context(data_dir, "storage", "bigquery", "pubsub")
     spec = require_pipeline(ctx.specs, pipeline)
     started = datetime.now(UTC)
-    count = (ingest_labels(ctx.warehouse, pipeline, rows, spec.source.label) if labels
-             else ingest_rows(ctx.warehouse, spec, rows))
-    _err().print(f"{count} {'labels' if labels else 'rows'} landed in {pipeline} ({spec.source.table})")
+    if labels:
+        count = ingest_labels(ctx.warehouse, pipeline, rows, spec.source.label)
+        _err().print(f"{count} labels landed in {pipeline} ({spec.source.table})")
+    else:
+        landed = ingest_rows(ctx.warehouse, spec, rows)
+        again = f"; {landed.already_there} were already there from an earlier run of this file" if landed.already_there else ""
+        _err().print(f"{landed.rows} rows landed in {pipeline} ({spec.source.table}){again}")
+        if not landed.rows:
+            tick = False  # nothing new: no tick, and nothing to follow
+            _err().print("nothing new to train on: every row of this file had landed before")
     if tick:
         tick_id = publish_tick(ctx.bus, pipeline, TickReason.DATA_LANDED)
         if wait:

@@ -3,13 +3,19 @@
 Each row gets `_row_id` (its identity: the eval split hashes it, so a row keeps its side forever)
 and `_ingested_at` (one time per batch: the watermark the data-watcher counts new rows by). The
 table is created on first use with column types inferred from the data.
+
+Idempotent: a row without a `_row_id` of its own gets one derived from the batch's content and its
+position, and rows whose id the table already holds are not written again. So re-running an ingest
+that failed half-way (or that did land, but whose caller never heard so) lands each row once.
 """
 
 from __future__ import annotations
 
 import csv
-import uuid
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +27,7 @@ from mlops.ops.validate import coerce_rows, one_line, spec_problems
 from mlops.ports.warehouse import Warehouse, WarehouseError
 
 BATCH_ROWS = 500
+PRESENCE_CHECK_IDS = 10_000  # ids per query parameter array
 
 
 class IngestError(OperatorError, ValueError):
@@ -77,8 +84,22 @@ def source_columns(spec: PipelineSpec, rows: Sequence[dict[str, Any]]) -> list[t
     return columns
 
 
+@dataclass(frozen=True)
+class Landed:
+    rows: int            # written now
+    already_there: int   # the table had them from an earlier run of the same ingest
+
+
+def batch_row_ids(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Each row's `_row_id`: its own when it has one, else `<digest of the batch>-<position>`, the same
+    for the same file every time (an identical line twice in a file stays two rows)."""
+    digest = hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return [str(r[ROW_ID_COLUMN]) if r.get(ROW_ID_COLUMN) not in (None, "") else f"{digest}-{i:07d}"
+            for i, r in enumerate(rows)]
+
+
 def ingest_rows(warehouse: Warehouse, spec: PipelineSpec, rows: Sequence[dict[str, Any]],
-                now: datetime | None = None) -> int:
+                now: datetime | None = None) -> Landed:
     """Append rows to the spec's source table, or land none of them: the rows are checked against
     the table's columns (or, for a new table, the columns they make) first, every problem at once."""
     needed = [*spec.source.features, spec.source.label]
@@ -102,8 +123,13 @@ def ingest_rows(warehouse: Warehouse, spec: PipelineSpec, rows: Sequence[dict[st
                           "Fix them and ingest the file again; nothing landed")
     if planned is not None:
         warehouse.ensure_table(spec.source.table, planned)
-    prepared = [{ROW_ID_COLUMN: str(r.get(ROW_ID_COLUMN) or uuid.uuid4().hex), **values}
-                for r, values in zip(rows, typed)]
+    prepared = [{ROW_ID_COLUMN: row_id, **values} for row_id, values in zip(batch_row_ids(rows), typed, strict=True)]
+    already: set[str] = set()
+    if planned is None:  # an existing table may hold rows of an earlier run of this very batch
+        ids = [row[ROW_ID_COLUMN] for row in prepared]
+        for start in range(0, len(ids), PRESENCE_CHECK_IDS):
+            already |= warehouse.present_values(spec.source.table, ROW_ID_COLUMN, ids[start:start + PRESENCE_CHECK_IDS])
+        prepared = [row for row in prepared if row[ROW_ID_COLUMN] not in already]
     for start in range(0, len(prepared), BATCH_ROWS):
         # Each chunk is stamped just before it is written: if the data-watcher snapshots while a large
         # file is still landing, the rows not yet written carry a later time and count as new next time
@@ -115,7 +141,7 @@ def ingest_rows(warehouse: Warehouse, spec: PipelineSpec, rows: Sequence[dict[st
         except WarehouseError as error:
             raise IngestError(f"the warehouse refused rows {start + 1}-{start + len(chunk)} "
                               f"({start} landed before them): {error}") from None
-    return len(prepared)
+    return Landed(rows=len(prepared), already_there=len(already))
 
 
 def ingest_labels(warehouse: Warehouse, pipeline: str, rows: Sequence[dict[str, Any]], label_column: str) -> int:
