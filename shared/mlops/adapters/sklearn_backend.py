@@ -15,7 +15,7 @@ from mlops.core.errors import PermanentError
 from mlops.core.layout import require_project_artifact
 from mlops.core.spec import ROW_ID_COLUMN, PipelineSpec
 from mlops.ml.artifact import checksum, dumps_model, loads_model
-from mlops.ml.errors import InputError, TrainingDataError
+from mlops.ml.errors import InputError, require_columns
 from mlops.ml.metrics import evaluate
 from mlops.ml.options import parse_model_options
 from mlops.ml.training import split_for, train
@@ -47,23 +47,13 @@ class SklearnBackend:
             if key in self._snapshots:
                 self._snapshots.move_to_end(key)
                 return self._snapshots[key]
-        self._check_columns(snapshot_table, columns)
+        require_columns(snapshot_table, self._warehouse.table_columns(snapshot_table), list(columns))
         rows = self._warehouse.read_rows(snapshot_table, list(columns))
         with self._lock:
             self._snapshots[key] = rows
             while len(self._snapshots) > CACHED_SNAPSHOTS:
                 self._snapshots.popitem(last=False)
         return rows
-
-    def _check_columns(self, snapshot_table: str, columns: tuple[str, ...]) -> None:
-        """A snapshot that is gone or lacks a column the spec names cannot train, now or on a retry:
-        say so in the model's words (a TrainingDataError) rather than as whatever the warehouse raises."""
-        present = self._warehouse.table_columns(snapshot_table)
-        if present is None:
-            raise TrainingDataError(f"snapshot table {snapshot_table} does not exist")
-        missing = [c for c in columns if c not in {name for name, _ in present}]
-        if missing:
-            raise TrainingDataError(f"snapshot table {snapshot_table} has no column {', '.join(missing)}")
 
     def is_permanent(self, error: Exception) -> bool:
         # Options, rows, split or artifact at fault (mlops.ml's InputError family, checksum mismatch

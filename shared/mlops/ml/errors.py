@@ -35,3 +35,13 @@ class UnsupportedLocallyError(InputError):
 
 class TrainingDataError(InputError):
     """The rows can't train this model (no rows, a label with one class, a column of mixed types...)."""
+
+
+def require_columns(table: str, present: list[tuple[str, str]] | None, needed: list[str]) -> None:
+    """A snapshot that is gone, or lacks a column the spec names, cannot train now or on a retry: say so
+    in the model's words (a TrainingDataError) rather than as whatever the warehouse would raise."""
+    if present is None:
+        raise TrainingDataError(f"snapshot table {table} does not exist")
+    missing = [c for c in needed if c not in {name for name, _ in present}]
+    if missing:
+        raise TrainingDataError(f"snapshot table {table} has no column {', '.join(missing)}")

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 from mlops.core.spec import ROW_ID_COLUMN, PipelineSpec
 from mlops.ml.artifact import checksum, verify_checksum
-from mlops.ml.errors import InputError, TrainingDataError
+from mlops.ml.errors import InputError, TrainingDataError, require_columns
 from mlops.ml.options import ModelOptions, parse_model_options
 from mlops.ml.split import Split
 from mlops.ml.training import split_for
@@ -99,10 +99,5 @@ class ScriptedTrainerBackend:
     def _rows(self, spec: PipelineSpec, options: ModelOptions, snapshot_table: str) -> list[Row]:
         extra = [options.data_split_col] if options.data_split_col else []
         columns = list(dict.fromkeys([ROW_ID_COLUMN, *spec.source.features, spec.source.label, *extra]))
-        present = self._warehouse.table_columns(snapshot_table)
-        if present is None:
-            raise TrainingDataError(f"snapshot table {snapshot_table} does not exist")
-        missing = [c for c in columns if c not in {name for name, _ in present}]
-        if missing:
-            raise TrainingDataError(f"snapshot table {snapshot_table} has no column {', '.join(missing)}")
+        require_columns(snapshot_table, self._warehouse.table_columns(snapshot_table), columns)
         return self._warehouse.read_rows(snapshot_table, columns)
