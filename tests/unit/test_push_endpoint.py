@@ -20,6 +20,7 @@ import pytest
 from mlops.core.errors import PermanentError
 from mlops.core.events import (
     DataReady,
+    DataSkipped,
     Envelope,
     Event,
     ModelTrained,
@@ -268,6 +269,19 @@ def test_output_ids_are_deterministic_per_input_and_position(bus):
     other = message(attributes=GOOD_ATTRIBUTES | {"ce-id": "another-input"})
     endpoint.handle_message(other, SUBSCRIPTION)
     assert not {m.attributes["ce-id"] for m in bus.messages[4:]} & set(ids_first)
+
+
+def test_a_redelivery_that_now_decides_otherwise_gets_a_new_id(bus):
+    """A tick first skipped (data.skipped) and, redelivered after rows landed, snapshotted (data.ready):
+    the archive keeps one event per id, so the two answers must not share one."""
+    handler = RecordingHandler(outputs=[DataSkipped.example()])
+    endpoint = make_endpoint(bus, handler)
+    endpoint.handle_message(message(), SUBSCRIPTION)
+    handler.outputs = [DataReady.example()]
+    endpoint.handle_message(message(message_id="m-2"), SUBSCRIPTION)
+    skipped, ready = bus.messages
+    assert (skipped.topic, ready.topic) == (DataSkipped.EVENT_TYPE, DataReady.EVENT_TYPE)
+    assert skipped.attributes["ce-id"] != ready.attributes["ce-id"]
 
 
 def test_output_ids_differ_between_services_handling_the_same_input(bus, handler):

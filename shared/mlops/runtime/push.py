@@ -121,7 +121,9 @@ class PushEndpoint:
     def output_envelopes(self, incoming: Envelope, events: Sequence[Event], starts_run: bool) -> list[Envelope]:
         envelopes = []
         for index, event in enumerate(events):
-            seed = f"{incoming.id}/{self.service}/{index}"
+            # The type is part of the seed: a redelivered tick that now snapshots instead of skipping
+            # must not reuse the skip's id (the archive keeps one event per id).
+            seed = f"{incoming.id}/{self.service}/{event.EVENT_TYPE}/{index}"
             envelopes.append(new_envelope(
                 event, self.service,
                 id=str(uuid.uuid5(OUTPUT_ID_NAMESPACE, seed)),
