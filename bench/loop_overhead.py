@@ -42,6 +42,7 @@ from bench.common import (
     wait_for_new_version,
     write_result,
 )
+from mlops.core.sql import quote_qualified
 
 NAME = "loop"
 TARGET_MEDIAN_OVERHEAD_S = 1.0
@@ -195,7 +196,7 @@ def call_probes(bs, spec, repeat: int = 15) -> dict[str, float | None]:
     table = warehouse.qualified(spec.source.table)
     spec_paths = blobs.list("")
     return {
-        "bq_query_ms": timed(lambda: warehouse.query(f"SELECT COUNT(*) AS n FROM `{table}`")),
+        "bq_query_ms": timed(lambda: warehouse.query(f"SELECT COUNT(*) AS n FROM {quote_qualified(table)}")),
         "bq_insert_one_row_ms": timed(lambda: warehouse.insert_rows("labels", [{
             "pipeline": "bench-probe", "request_id": "probe", "label": "0",
             "labeled_at": "2026-01-01T00:00:00+00:00"}])),

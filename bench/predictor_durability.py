@@ -47,6 +47,7 @@ from bench.common import (
     write_result,
 )
 from bench.loadgen import LoadPlan, LoadResult, LoadRun, summarize
+from mlops.core.sql import quote_qualified
 
 NAME = "durability"
 # Each mode with the interval it is meant to run with (predictor/settings.py): durable requests wait
@@ -93,7 +94,7 @@ def logged_counts(bs: BenchStack, prefix: str) -> dict[str, int]:
 
     warehouse = bs.ctx.warehouse
     rows = warehouse.query(
-        f"SELECT request_id, COUNT(*) AS n FROM `{warehouse.qualified(PREDICTIONS_TABLE)}` "
+        f"SELECT request_id, COUNT(*) AS n FROM {quote_qualified(warehouse.qualified(PREDICTIONS_TABLE))} "
         f"WHERE STARTS_WITH(request_id, @prefix) GROUP BY request_id", {"prefix": prefix})
     return {r["request_id"]: int(r["n"]) for r in rows}
 

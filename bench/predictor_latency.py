@@ -35,6 +35,7 @@ from bench.common import (
     write_result,
 )
 from bench.loadgen import LoadPlan, LoadRun, measure_floor, summarize
+from mlops.core.sql import quote_qualified
 
 NAME = "predictor"
 TARGET_P99_MS = 10.0
@@ -83,7 +84,7 @@ def count_logged(warehouse, prefix: str) -> int:
     from mlops.core.topology import PREDICTIONS_TABLE
 
     rows = warehouse.query(
-        f"SELECT COUNT(DISTINCT request_id) AS n FROM `{warehouse.qualified(PREDICTIONS_TABLE)}` "
+        f"SELECT COUNT(DISTINCT request_id) AS n FROM {quote_qualified(warehouse.qualified(PREDICTIONS_TABLE))} "
         f"WHERE STARTS_WITH(request_id, @prefix)", {"prefix": prefix + "-"})
     return int(rows[0]["n"])
 
@@ -107,7 +108,7 @@ def server_latencies(warehouse, prefix: str) -> dict[str, Any]:
     from mlops.core.topology import PREDICTIONS_TABLE
 
     rows = warehouse.query(
-        f"SELECT latency_ms FROM `{warehouse.qualified(PREDICTIONS_TABLE)}` WHERE STARTS_WITH(request_id, @prefix)",
+        f"SELECT latency_ms FROM {quote_qualified(warehouse.qualified(PREDICTIONS_TABLE))} WHERE STARTS_WITH(request_id, @prefix)",
         {"prefix": prefix + "-"})
     values = [float(r["latency_ms"]) for r in rows]
     return {q: rounded(percentile(values, n), 3) for q, n in (("p50", 50), ("p90", 90), ("p99", 99))} | {

@@ -23,6 +23,7 @@ from bench.loadgen import LoadPlan, LoadRun
 from mlops import runtime
 from mlops.core.events import ModelDeployed
 from mlops.core.layout import manifest_path
+from mlops.core.sql import quote_qualified
 from mlops.core.topology import EVENTS_TABLE, PREDICTIONS_TABLE, SNAPSHOTS_TABLE
 from mlops.ml.datasets import load_demo_dataset
 from mlops.ops.archive import query_events
@@ -48,7 +49,7 @@ def pid_of(ctx: CliContext, name: str) -> int:
 
 def one_round_counts(ctx: CliContext, pipeline: str) -> dict[str, int]:
     """What one round of `pipeline` leaves behind, each of which must exist exactly once."""
-    snapshots = ctx.warehouse.query(f"SELECT COUNT(*) AS n FROM `{ctx.warehouse.qualified(SNAPSHOTS_TABLE)}` "
+    snapshots = ctx.warehouse.query(f"SELECT COUNT(*) AS n FROM {quote_qualified(ctx.warehouse.qualified(SNAPSHOTS_TABLE))} "
                                     "WHERE pipeline = @p", {"p": pipeline})[0]["n"]
     candidates = {path.split("/")[2] for path in ctx.blobs.list(f"models/{pipeline}/")}
     endpoint = runtime.model_endpoint(ctx.settings)
@@ -137,7 +138,7 @@ def outside_pubsub(ctx: CliContext, pipeline: str, table_name: str) -> dict[str,
     q = ctx.warehouse.qualified
     return {
         "source rows": _count(ctx, f"`{q(table_name)}`", {}),
-        "predictions": _count(ctx, f"`{q(PREDICTIONS_TABLE)}` WHERE pipeline = @p", {"p": pipeline}),
+        "predictions": _count(ctx, f"{quote_qualified(q(PREDICTIONS_TABLE))} WHERE pipeline = @p", {"p": pipeline}),
         "archived events": _count(ctx, f"`{q(EVENTS_TABLE)}`", {}),
         "registry versions": len(ctx.registry.list_versions(pipeline)),
         "artifacts": len(ctx.blobs.list(f"models/{pipeline}/")),
@@ -181,7 +182,7 @@ def test_an_emulator_killed_between_rounds_is_restarted_and_nothing_outside_pubs
 
     # The loop runs on: a new round on more rows registers one more version, exactly once.
     versions = len(ctx.registry.list_versions(served.name))
-    snapshots = _count(ctx, f"`{ctx.warehouse.qualified(SNAPSHOTS_TABLE)}` WHERE pipeline = @p", {"p": served.name})
+    snapshots = _count(ctx, f"{quote_qualified(ctx.warehouse.qualified(SNAPSHOTS_TABLE))} WHERE pipeline = @p", {"p": served.name})
     land(ctx, served, ROWS[600 + 300 * EMULATORS.index(emulator):900 + 300 * EMULATORS.index(emulator)])
     registered = True
     try:
@@ -191,7 +192,7 @@ def test_an_emulator_killed_between_rounds_is_restarted_and_nothing_outside_pubs
     except AssertionError:
         registered = False
     new_versions = len(ctx.registry.list_versions(served.name)) - versions
-    new_snapshots = _count(ctx, f"`{ctx.warehouse.qualified(SNAPSHOTS_TABLE)}` WHERE pipeline = @p",
+    new_snapshots = _count(ctx, f"{quote_qualified(ctx.warehouse.qualified(SNAPSHOTS_TABLE))} WHERE pipeline = @p",
                            {"p": served.name}) - snapshots
     table.append(FaultRow(
         f"SIGKILL {emulator} emulator between rounds (back in {back_s:.1f} s)",
@@ -208,7 +209,7 @@ def test_an_emulator_killed_between_rounds_is_restarted_and_nothing_outside_pubs
 
 def logged_requests(ctx: CliContext, pipeline: str, prefix: str) -> dict[str, int]:
     rows = ctx.warehouse.query(
-        f"SELECT request_id, COUNT(*) AS n FROM `{ctx.warehouse.qualified(PREDICTIONS_TABLE)}` "
+        f"SELECT request_id, COUNT(*) AS n FROM {quote_qualified(ctx.warehouse.qualified(PREDICTIONS_TABLE))} "
         "WHERE pipeline = @p AND STARTS_WITH(request_id, @prefix) GROUP BY request_id", {"p": pipeline, "prefix": prefix})
     return {r["request_id"]: int(r["n"]) for r in rows}
 

@@ -17,6 +17,7 @@ import requests
 from mlops.core.events import WatchTick, decode
 from mlops.core.events.envelope import new_envelope
 from mlops.core.spec import parse_spec
+from mlops.core.sql import quote_qualified
 from mlops.core.topology import PREDICTIONS_TABLE, SNAPSHOTS_TABLE
 from mlops.ml.datasets import load_demo_dataset
 from mlops.ops.archive import query_events
@@ -96,7 +97,7 @@ def test_the_same_event_delivered_three_times_has_exactly_one_effect_per_stage(s
     quiet(6)
 
     snapshots = ctx.warehouse.query(
-        f"SELECT COUNT(*) AS n FROM `{ctx.warehouse.qualified(SNAPSHOTS_TABLE)}` WHERE pipeline = @p", {"p": spec.name})
+        f"SELECT COUNT(*) AS n FROM {quote_qualified(ctx.warehouse.qualified(SNAPSHOTS_TABLE))} WHERE pipeline = @p", {"p": spec.name})
     assert snapshots[0]["n"] == 1, "the data-watcher made a second snapshot"
     candidates = {path.split("/")[2] for path in ctx.blobs.list(f"models/{spec.name}/")}
     assert len(candidates) == 1, f"the trainer trained more than once: {candidates}"
@@ -109,7 +110,7 @@ def test_the_same_event_delivered_three_times_has_exactly_one_effect_per_stage(s
     assert len(endpoint.deployments(endpoint.ensure_endpoint(spec.name))) == 1, "the deployer deployed twice"
     logged = wait_for(lambda: ctx.warehouse.query(
         f"SELECT COUNT(*) AS n, COUNT(DISTINCT request_id) AS ids FROM "
-        f"`{ctx.warehouse.qualified(PREDICTIONS_TABLE)}` WHERE pipeline = @p", {"p": spec.name})[0], timeout=30)
+        f"{quote_qualified(ctx.warehouse.qualified(PREDICTIONS_TABLE))} WHERE pipeline = @p", {"p": spec.name})[0], timeout=30)
     assert logged["n"] == logged["ids"] == len(ids), f"prediction rows doubled or lost: {logged}"
 
 

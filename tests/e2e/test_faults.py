@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from mlops.core.events import ModelDeployed, new_envelope
+from mlops.core.sql import quote_qualified
 from mlops.core.topology import PREDICTIONS_TABLE
 from mlops.ml.datasets import load_demo_dataset
 from mlops.ops.archive import query_events
@@ -40,7 +41,7 @@ def component(stack_dir, name: str) -> dict:
 
 def logged(ctx: CliContext, pipeline: str) -> dict:
     return ctx.warehouse.query(
-        f"SELECT COUNT(*) AS n, COUNT(DISTINCT request_id) AS ids FROM `{ctx.warehouse.qualified(PREDICTIONS_TABLE)}` "
+        f"SELECT COUNT(*) AS n, COUNT(DISTINCT request_id) AS ids FROM {quote_qualified(ctx.warehouse.qualified(PREDICTIONS_TABLE))} "
         "WHERE pipeline = @p", {"p": pipeline})[0]
 
 

@@ -13,6 +13,7 @@ import pytest
 from mlops.core.events import WatchTick
 from mlops.core.events.envelope import new_envelope
 from mlops.core.spec import parse_spec
+from mlops.core.sql import quote_qualified
 from mlops.ml.datasets import load_demo_dataset
 from mlops.ops.archive import query_events
 from mlops.ops.context import CliContext
@@ -46,7 +47,7 @@ def archived(ctx: CliContext, event_type: str, pipelines: set[str]) -> list[dict
 
 
 def table_rows(ctx: CliContext, table: str) -> int:
-    return int(ctx.warehouse.query(f"SELECT COUNT(*) AS n FROM `{table}`")[0]["n"])
+    return int(ctx.warehouse.query(f"SELECT COUNT(*) AS n FROM {quote_qualified(table)}")[0]["n"])
 
 
 def test_two_pipelines_on_one_source_table_each_train_on_their_own_snapshots(stack, stack_dir):

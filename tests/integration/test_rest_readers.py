@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from mlops.adapters.rest import BigQueryReader, GcsReader, VertexRegistryReader
+from mlops.core.sql import quote_qualified
 from mlops.ports.blobs import BlobNotFound
 from mlops.ports.registry import NotFoundError
 from tests.integration.harness import serving, unique_project
@@ -36,7 +37,7 @@ def test_queries_come_back_typed_as_the_bigquery_client_types_them(bigquery_emul
                            {"s": "y", "i": None, "f": None, "b": False, "ts": None}])
     reader = BigQueryReader(requests.Session(), project, "mlops", "mlops_snapshots", bigquery_emulator.endpoint)
 
-    sql = f"SELECT * FROM `{full.qualified('t')}` WHERE s != @skip AND ts IS NULL OR i >= @least ORDER BY s"
+    sql = f"SELECT * FROM {quote_qualified(full.qualified('t'))} WHERE s != @skip AND ts IS NULL OR i >= @least ORDER BY s"
     params = {"skip": "z", "least": 2}
     assert reader.query(sql, params) == full.query(sql, params)
     assert reader.query(sql, params)[0]["ts"] == stamp
