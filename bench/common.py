@@ -340,6 +340,17 @@ def wait_for_new_version(bs: BenchStack, pipeline: str, known_versions: set[str]
     return Outcome(None, "timeout", None, polls)
 
 
+def serve_first_model(bs: BenchStack, feed: Any, bootstrap_rows: int) -> tuple[Any, Outcome]:
+    """Apply the bench spec, land the first rows and wait until a first version serves: the starting
+    point of every load test. Returns the spec and the version that serves."""
+    spec = apply_spec(bs, new_rows_min=100)
+    land_rows(bs, spec, feed.take(bootstrap_rows))
+    outcome = wait_for_new_version(bs, spec.name, set())
+    if outcome.decision != "promote":
+        raise RuntimeError(f"no model deployed to load-test: {outcome}")
+    return spec, outcome
+
+
 # ----------------------------------------------------------------------------------------- /proc
 
 

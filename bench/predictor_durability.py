@@ -38,12 +38,10 @@ from bench.common import (
     REPO,
     BenchStack,
     RowFeed,
-    apply_spec,
     bench_stack,
-    land_rows,
     say,
+    serve_first_model,
     serving_map,
-    wait_for_new_version,
     write_result,
 )
 from bench.loadgen import LoadPlan, LoadResult, LoadRun, summarize
@@ -160,11 +158,7 @@ def run(rate: float = 200.0, duration: float = 10.0, warmup: float = 2.0, connec
     bodies = [json.dumps({"instances": [instance]}).encode() for instance in feed.instances(1000)]
     runs: list[dict[str, Any]] = []
     with bench_stack(NAME, keep_data=keep_data) as bs:
-        spec = apply_spec(bs, new_rows_min=100)
-        land_rows(bs, spec, feed.take(bootstrap_rows))
-        outcome = wait_for_new_version(bs, spec.name, set())
-        if outcome.decision != "promote":
-            raise RuntimeError(f"no model deployed to load-test: {outcome}")
+        serve_first_model(bs, feed, bootstrap_rows)
         for mode in MODES:
             for fault in FAULTS:
                 say(f"{mode}, fault {fault}: {rate:g} rps for {warmup:g}+{duration:g} s")

@@ -22,16 +22,14 @@ from bench.common import (
     PIPELINE,
     CpuWindow,
     RowFeed,
-    apply_spec,
     bench_stack,
     component_pids,
     foreign_stack_processes,
-    land_rows,
     memory_sample,
     percentile,
     rounded,
     say,
-    wait_for_new_version,
+    serve_first_model,
     write_result,
 )
 from bench.loadgen import LoadPlan, LoadRun, measure_floor, summarize
@@ -127,11 +125,7 @@ def run(rate: float = 500.0, duration: float = 20.0, warmup: float = 3.0, connec
     say(f"harness floor: the generator against an instant server, {rate:g} rps for 5 s")
     floor = measure_floor(rate, 5.0, connections, client, bodies[0])
     with bench_stack(NAME, keep_data=keep_data) as bs:
-        spec = apply_spec(bs, new_rows_min=100)
-        land_rows(bs, spec, feed.take(bootstrap_rows))
-        outcome = wait_for_new_version(bs, spec.name, set())
-        if outcome.decision != "promote":
-            raise RuntimeError(f"no model deployed to load-test: {outcome}")
+        spec, outcome = serve_first_model(bs, feed, bootstrap_rows)
         roots = component_pids(bs)
         foreign = foreign_stack_processes(roots)
         if foreign:
