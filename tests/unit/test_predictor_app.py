@@ -26,9 +26,10 @@ from mlops.runtime.push import PushEndpoint, Route, create_push_app
 from mlops.testing.memory import InMemoryBlobStore, InMemoryEventBus
 from predictor.app import PipelineCatalog, register_prediction_routes
 from predictor.batcher import PredictionBatcher
+from predictor.loading import load_model_from_store
 from predictor.serving import ModelServer
 from predictor.settings import PredictorSettings
-from predictor.startup import load_model_from_store, restore_deployments
+from predictor.startup import restore_deployments
 
 BUCKET = "test-bucket"
 PIPELINE = "shapes"

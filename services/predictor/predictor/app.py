@@ -41,9 +41,10 @@ from mlops.ports.blobs import BlobStore
 from mlops.runtime.push import Route, json_body
 from mlops.runtime.readers import readers
 from predictor.batcher import LogBacklogFull, PredictionBatcher
+from predictor.loading import load_model_from_store
 from predictor.serving import ModelServer
 from predictor.settings import PredictorSettings
-from predictor.startup import load_model_from_store, restore_deployments
+from predictor.startup import restore_deployments
 
 SERVICE = "predictor"
 log = get_logger(SERVICE)

@@ -1,20 +1,16 @@
-"""Loading models and, at start, the deployments the deployer left in the bucket."""
+"""At start, the deployments the deployer left in the bucket."""
 
 from __future__ import annotations
 
 import json
 from typing import Protocol
 
-from mlops.core.errors import PermanentError
 from mlops.core.events import ModelDeployed
 from mlops.core.layout import DEPLOYMENTS_PREFIX
 from mlops.core.log import get_logger
-from mlops.ml.artifact import loads_model
-from mlops.ml.errors import InputError
-from mlops.ml.fastpath import compile_model
-from mlops.ports.blobs import BlobNotFound, BlobStore
+from mlops.ports.blobs import BlobStore
 from mlops.ports.registry import ModelVersion, NotFoundError, VersionMeta
-from predictor.serving import ModelServer, ServableModel
+from predictor.serving import ModelServer
 
 log = get_logger("predictor")
 
@@ -23,21 +19,6 @@ class VersionReader(Protocol):
     """The one registry read a restarting predictor needs (the REST reader or the full adapter)."""
 
     def get_version(self, model_id: str, version: str) -> ModelVersion: ...
-
-
-def load_model_from_store(blobs: BlobStore, uri: str, checksum: str) -> ServableModel:
-    """The verified artifact, compiled for serving when possible (same outputs, ~50x less CPU a row).
-
-    An artifact that can never load is a `PermanentError` (a checksum mismatch, bytes that are not a
-    model, types outside the allow-list, no object at the URI): redelivering the event reads the same
-    bytes. A storage failure is raised as it is (transient)."""
-    try:
-        model = loads_model(blobs.get(uri), expected_checksum=checksum)
-    except (InputError, BlobNotFound) as error:
-        raise PermanentError(f"{uri}: {error}") from error
-    compiled = compile_model(model)
-    log.info("model loaded", uri=uri, serving="compiled" if compiled else "scikit-learn")
-    return compiled or model
 
 
 def verified_by_registry(deployed: ModelDeployed, registry: VersionReader) -> ModelDeployed:
