@@ -1,7 +1,9 @@
 # The shared topology, applied once per project: APIs, Pub/Sub schemas and topics, the dead-letter
 # topic, the archive (a BigQuery subscription per topic into `events`), the BigQuery datasets and
-# tables, the bucket, the Artifact Registry repository and the Cloud Scheduler ticks. Each service
-# (Cloud Run, its service accounts, its push subscriptions) is applied alone from services/<name>.
+# tables, the bucket, the Artifact Registry repository and the Cloud Scheduler ticks; the Vertex AI
+# serving account (serving.tf), the Cloud Build triggers (builds.tf) and the alert policies (alerts.tf).
+# Each service (Cloud Run, its service accounts, its push subscriptions) is applied alone from
+# services/<name>.
 
 data "google_project" "this" {
   project_id = var.project
@@ -10,6 +12,8 @@ data "google_project" "this" {
 locals {
   bucket               = coalesce(var.bucket, "${var.project}-mlops")
   pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  # Vertex AI's service agent reads a model's artifactUri when a version is uploaded and deployed.
+  vertex_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-aiplatform.iam.gserviceaccount.com"
   # Every topic is archived, the dead-letter topic too (mlops.topology.ALL_TOPICS).
   archived_topics = concat(var.topics, [var.dead_letter_topic])
   # BigQuery's legacy names, which the API returns, so that plans stay empty after apply.
@@ -18,14 +22,22 @@ locals {
   partition_columns = { events = "publish_time", predictions = "predicted_at" }
 }
 
+# Every API the services, the deploys and this Terraform call: bigquerystorage for the Storage Read and
+# Write APIs (predictions in and out), monitoring for the custom metrics and alert policies,
+# iamcredentials for the push tokens Pub/Sub mints, cloudresourcemanager for the project IAM bindings.
 resource "google_project_service" "apis" {
   for_each = toset([
     "aiplatform.googleapis.com",
     "artifactregistry.googleapis.com",
     "bigquery.googleapis.com",
+    "bigquerystorage.googleapis.com",
     "cloudbuild.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
     "cloudscheduler.googleapis.com",
     "iam.googleapis.com",
+    "iamcredentials.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
     "storage.googleapis.com",

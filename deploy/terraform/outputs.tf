@@ -54,5 +54,17 @@ output "repository" {
 
 output "image_repository" {
   description = "Full path images are pushed to: the Cloud Build files' _IMAGE_REPOSITORY."
-  value       = google_artifact_registry_repository.images.registry_uri
+  # <location>-docker.pkg.dev/<project>/<repository>, built from its parts (builds.tf): google 6.x has no
+  # registry_uri attribute.
+  value = local.image_repository
+}
+
+output "project_number" {
+  description = "The project's number: the services' push audiences are their deterministic run.app URLs."
+  value       = data.google_project.this.number
+}
+
+output "serving_service_account" {
+  description = "Email of the account Vertex AI runs the serving containers as (MLOPS_SERVING_SERVICE_ACCOUNT)."
+  value       = google_service_account.serving.email
 }

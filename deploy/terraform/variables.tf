@@ -60,6 +60,46 @@ variable "protect_data" {
   default     = true
 }
 
+variable "source_repository" {
+  type        = string
+  description = "Cloud Build repository (2nd gen) the triggers build from: projects/<p>/locations/<region>/connections/<c>/repositories/<r>; null makes no triggers."
+  default     = null
+}
+
+variable "source_branch" {
+  type        = string
+  description = "Branch (a regular expression) whose pushes run the triggers."
+  default     = "^main$"
+}
+
+variable "state_bucket" {
+  type        = string
+  description = "Bucket of the Terraform state (this module's under mlops/topology): the triggers' _STATE_BUCKET. Required with source_repository."
+  default     = null
+}
+
+variable "build_service_account" {
+  type        = string
+  description = "Email of the account the triggers build and deploy as (see deploy/README.md for its roles); null uses Cloud Build's default."
+  default     = null
+}
+
+variable "notification_channels" {
+  type        = list(string)
+  description = "Cloud Monitoring notification channel ids (projects/<p>/notificationChannels/<id>) the alert policies notify; empty: the incidents only show in the console."
+  default     = []
+}
+
+variable "alert_thresholds" {
+  type = object({
+    oldest_unacked_age_s = optional(number, 1800)
+    stage_failed_per_5m  = optional(number, 3)
+    no_data_s            = optional(number, 7200)
+  })
+  description = "Oldest unacked message age per subscription, stage.failed count per service in 5 minutes, and how long without a monitoring_value per pipeline, before an alert opens."
+  default     = {}
+}
+
 # ---------------------------------------------------------------- topology.auto.tfvars.json
 # Rendered by `mlops topology --tfvars` from shared/mlops/topology.py; do not edit by hand
 # (tests/contract checks the committed file is current).

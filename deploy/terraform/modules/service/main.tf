@@ -15,13 +15,19 @@ terraform {
 locals {
   # Every service reports failures on stage.failed and parks poison messages on the dead-letter topic.
   published = toset(concat(var.publishes, [var.failure_topic, var.dead_letter_topic]))
+  # The audience of the push tokens: the service's deterministic URL, known before the service exists
+  # (the service checks it, so it cannot be read back from the service's own `uri`), and accepted by
+  # Cloud Run's own token check as one of the service's custom audiences.
+  push_audience = "https://${var.name}-${var.project_number}.${var.region}.run.app"
   env = merge(
     {
-      MLOPS_PROJECT           = var.project
-      MLOPS_LOCATION          = var.region
-      MLOPS_BUCKET            = var.bucket
-      MLOPS_DEAD_LETTER_TOPIC = var.dead_letter_topic
-      MLOPS_METRICS_SINK      = var.metrics_sink
+      MLOPS_PROJECT              = var.project
+      MLOPS_LOCATION             = var.region
+      MLOPS_BUCKET               = var.bucket
+      MLOPS_DEAD_LETTER_TOPIC    = var.dead_letter_topic
+      MLOPS_METRICS_SINK         = var.metrics_sink
+      MLOPS_PUSH_AUDIENCE        = local.push_audience
+      MLOPS_PUSH_SERVICE_ACCOUNT = google_service_account.invoker.email
     },
     var.code_version == "" ? {} : { MLOPS_CODE_VERSION = var.code_version },
     var.env,
@@ -93,6 +99,7 @@ resource "google_cloud_run_v2_service" "service" {
   location            = var.region
   ingress             = var.ingress
   deletion_protection = var.deletion_protection
+  custom_audiences    = [local.push_audience]
 
   template {
     service_account                  = google_service_account.service.email
@@ -116,7 +123,9 @@ resource "google_cloud_run_v2_service" "service" {
           cpu    = var.cpu
           memory = var.memory
         }
-        cpu_idle          = true
+        # CPU stays allocated between requests: the metrics flush (and the inference-logger's batching)
+        # run on background threads that would get no CPU after a response with cpu_idle = true.
+        cpu_idle          = false
         startup_cpu_boost = true
       }
 
@@ -167,7 +176,7 @@ resource "google_pubsub_subscription" "push" {
     push_endpoint = "${google_cloud_run_v2_service.service.uri}/push"
     oidc_token {
       service_account_email = google_service_account.invoker.email
-      audience              = google_cloud_run_v2_service.service.uri
+      audience              = local.push_audience
     }
   }
 

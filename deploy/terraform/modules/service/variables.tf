@@ -11,6 +11,11 @@ variable "region" {
   type = string
 }
 
+variable "project_number" {
+  type        = string
+  description = "The project's number, part of the service's deterministic URL (the push audience)."
+}
+
 variable "image" {
   type        = string
   description = "Container image, by tag or digest (deploy/cloudbuild/<name>.yaml pushes it)."
@@ -92,7 +97,7 @@ variable "bucket_role" {
 
 variable "invoker_members" {
   type        = list(string)
-  description = "Who else may call the service (run.invoker), e.g. a client's service account for the predictor."
+  description = "Who else may call the service (run.invoker), e.g. the dashboard's users; never needed for pushes."
   default     = []
 }
 
@@ -122,7 +127,7 @@ variable "max_instances" {
 
 variable "concurrency" {
   type        = number
-  description = "Requests per instance; match gunicorn's threads (8, the predictor 16)."
+  description = "Requests per instance; match gunicorn's threads (8)."
   default     = 8
 }
 
@@ -144,7 +149,7 @@ variable "request_timeout_s" {
 
 variable "ingress" {
   type        = string
-  description = "INGRESS_TRAFFIC_INTERNAL_ONLY suits push-only services (Pub/Sub in the same project counts as internal); the predictor takes traffic: INGRESS_TRAFFIC_ALL."
+  description = "INGRESS_TRAFFIC_INTERNAL_ONLY suits push-only services (Pub/Sub in the same project counts as internal); a service users reach takes INGRESS_TRAFFIC_ALL."
   default     = "INGRESS_TRAFFIC_INTERNAL_ONLY"
 }
 

@@ -70,11 +70,12 @@ locals {
 module "data_watcher" {
   source = "../../modules/service"
 
-  name         = "data-watcher"
-  project      = var.project
-  region       = var.region
-  image        = var.image
-  code_version = var.code_version
+  name           = "data-watcher"
+  project        = var.project
+  region         = var.region
+  project_number = local.topology.project_number
+  image          = var.image
+  code_version   = var.code_version
 
   consumes             = local.wiring.consumes
   publishes            = local.wiring.publishes

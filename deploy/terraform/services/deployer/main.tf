@@ -70,11 +70,12 @@ locals {
 module "deployer" {
   source = "../../modules/service"
 
-  name         = "deployer"
-  project      = var.project
-  region       = var.region
-  image        = var.image
-  code_version = var.code_version
+  name           = "deployer"
+  project        = var.project
+  region         = var.region
+  project_number = local.topology.project_number
+  image          = var.image
+  code_version   = var.code_version
 
   consumes             = local.wiring.consumes
   publishes            = local.wiring.publishes
@@ -84,12 +85,26 @@ module "deployer" {
   pubsub_service_agent = local.topology.pubsub_service_agent
   bucket               = local.topology.bucket
 
-  # Creates endpoints and deploys/undeploys versions in Vertex AI; writes deployment manifests.
+  # Creates endpoints, deploys/undeploys versions and sets traffic splits in Vertex AI; records the
+  # intent and operation of each deploy in the bucket before starting it; reads specs.
   project_roles = ["roles/aiplatform.user"]
-  bucket_role   = "roles/storage.objectUser" # manifests; reads specs
+  bucket_role   = "roles/storage.objectUser"
+
+  env = {
+    # Vertex AI runs each deployed version's serving container as this account (DeployModel's
+    # serviceAccount), which needs actAs on it (below).
+    MLOPS_SERVING_SERVICE_ACCOUNT = local.topology.serving_service_account
+  }
 
   # Duplicates of one event are serialized in-process (the idempotence check must not race): a single instance.
   max_instances = 1
+}
+
+# DeployModel with a service account is refused unless the caller may act as that account.
+resource "google_service_account_iam_member" "deployer_acts_as_serving" {
+  service_account_id = "projects/${var.project}/serviceAccounts/${local.topology.serving_service_account}"
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${module.deployer.service_account}"
 }
 
 output "url" {

@@ -76,11 +76,12 @@ locals {
 module "registrar" {
   source = "../../modules/service"
 
-  name         = "registrar"
-  project      = var.project
-  region       = var.region
-  image        = var.image
-  code_version = var.code_version
+  name           = "registrar"
+  project        = var.project
+  region         = var.region
+  project_number = local.topology.project_number
+  image          = var.image
+  code_version   = var.code_version
 
   consumes             = local.wiring.consumes
   publishes            = local.wiring.publishes

@@ -76,11 +76,12 @@ locals {
 module "trainer" {
   source = "../../modules/service"
 
-  name         = "trainer"
-  project      = var.project
-  region       = var.region
-  image        = var.image
-  code_version = var.code_version
+  name           = "trainer"
+  project        = var.project
+  region         = var.region
+  project_number = local.topology.project_number
+  image          = var.image
+  code_version   = var.code_version
 
   consumes             = local.wiring.consumes
   publishes            = local.wiring.publishes

@@ -1,10 +1,10 @@
-# predictor alone: `terraform apply` here ships this service (Cloud Run, its service accounts and
+# monitor alone: `terraform apply` here ships this service (Cloud Run, its service accounts and
 # roles, its push subscriptions) onto the shared topology that deploy/terraform applied once.
 #
-#   terraform init -backend-config="bucket=<state bucket>" -backend-config="prefix=mlops/services/predictor"
+#   terraform init -backend-config="bucket=<state bucket>" -backend-config="prefix=mlops/services/monitor"
 #   terraform apply -var project=<project> -var state_bucket=<state bucket> -var image=<image>
 #
-# deploy/cloudbuild/predictor.yaml runs exactly this after building, testing and pushing the image.
+# deploy/cloudbuild/monitor.yaml runs exactly this after building, testing and pushing the image.
 
 terraform {
   required_version = ">= 1.5"
@@ -45,19 +45,13 @@ variable "topology_prefix" {
 
 variable "image" {
   type        = string
-  description = "The predictor image to run (by tag or, better, by digest)."
+  description = "The monitor image to run (by tag or, better, by digest)."
 }
 
 variable "code_version" {
   type        = string
   description = "Git commit of the image, recorded in lineage (MLOPS_CODE_VERSION)."
   default     = ""
-}
-
-variable "invoker_members" {
-  type        = list(string)
-  description = "Who may call /predict, e.g. [\"serviceAccount:client@<project>.iam.gserviceaccount.com\"]."
-  default     = []
 }
 
 data "terraform_remote_state" "topology" {
@@ -70,17 +64,18 @@ data "terraform_remote_state" "topology" {
 
 locals {
   topology = data.terraform_remote_state.topology.outputs
-  wiring   = local.topology.services["predictor"]
+  wiring   = local.topology.services["monitor"]
 }
 
-module "predictor" {
+module "monitor" {
   source = "../../modules/service"
 
-  name         = "predictor"
-  project      = var.project
-  region       = var.region
-  image        = var.image
-  code_version = var.code_version
+  name           = "monitor"
+  project        = var.project
+  region         = var.region
+  project_number = local.topology.project_number
+  image          = var.image
+  code_version   = var.code_version
 
   consumes             = local.wiring.consumes
   publishes            = local.wiring.publishes
@@ -90,26 +85,29 @@ module "predictor" {
   pubsub_service_agent = local.topology.pubsub_service_agent
   bucket               = local.topology.bucket
 
-  # Reads artifacts and deployment manifests; publishes prediction.made.
-  bucket_role = "roles/storage.objectViewer"
-  # At start, takes each restored deployment's artifact and checksum from the model registry (read only).
-  project_roles = ["roles/aiplatform.viewer"]
+  # Reads predictions, labels and the training references, writes one row per check to
+  # monitoring_checks; reads the registry (champion, canary, traffic) to judge a canary.
+  project_roles = ["roles/bigquery.jobUser", "roles/aiplatform.viewer"]
+  dataset_roles = {
+    (local.topology.dataset)          = "roles/bigquery.dataEditor"
+    (local.topology.snapshot_dataset) = "roles/bigquery.dataViewer"
+  }
+  bucket_role = "roles/storage.objectViewer" # pipeline specs
 
-  # Serves traffic: reachable from outside the project (IAM still applies), one warm instance,
-  # 16 concurrent requests as the image's gunicorn has 16 threads.
-  ingress           = "INGRESS_TRAFFIC_ALL"
-  invoker_members   = var.invoker_members
-  min_instances     = 1
-  max_instances     = 10
-  concurrency       = 16
-  memory            = "2Gi"
-  request_timeout_s = 60
+  env = {
+    MLOPS_DATASET          = local.topology.dataset
+    MLOPS_SNAPSHOT_DATASET = local.topology.snapshot_dataset
+  }
+
+  # Checks of one tick are written once, keyed by check_id; one instance keeps ticks in order.
+  max_instances = 1
+  memory        = "2Gi"
 }
 
 output "url" {
-  value = module.predictor.url
+  value = module.monitor.url
 }
 
 output "service_account" {
-  value = module.predictor.service_account
+  value = module.monitor.service_account
 }
