@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 from typing import Literal, TypeVar
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops.core.errors import validation_problems
 
 PREFIX = "MLOPS_"
+# Where Google publishes the keys that sign its OIDC tokens, as {key id: PEM certificate}.
+GOOGLE_OAUTH2_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 
 
 class SettingsError(RuntimeError):
@@ -52,6 +54,32 @@ class CommonSettings(BaseSettings):
     metrics_sink: Literal["local", "cloud-monitoring"] = Field(
         "local", description="Where stage metrics go: JSON log lines locally, Cloud Monitoring in the cloud."
     )
+    push_audience: str | None = Field(
+        None, description="Audience of the OIDC token Pub/Sub attaches to each push (the subscription's "
+                          "oidc_token.audience); set, /push refuses a request without a valid token (401/403). "
+                          "Unset (the local stack): no token is checked.")
+    push_service_account: str | None = Field(
+        None, validate_default=True,
+        description="The service account Pub/Sub signs push tokens as (oidc_token.service_account_email); "
+                    "required with MLOPS_PUSH_AUDIENCE.")
+    push_certs_url: str = Field(
+        GOOGLE_OAUTH2_CERTS_URL, description="Where the push token's signing certificates are fetched "
+                                             "({key id: PEM}); Google's by default.")
+
+    @field_validator("push_service_account")
+    @classmethod
+    def _push_auth_is_whole(cls, account: str | None, info: ValidationInfo) -> str | None:
+        # An audience alone would admit any Google identity that asks for a token with that audience.
+        audience = info.data.get("push_audience")
+        if audience and not account:
+            raise ValueError("required when MLOPS_PUSH_AUDIENCE is set: the email of the account Pub/Sub "
+                             "signs push tokens as")
+        if account and not audience:
+            raise ValueError("set without MLOPS_PUSH_AUDIENCE, so no push token would be checked: set both, "
+                             "or neither")
+        if account and "@" not in account:
+            raise ValueError(f"{account!r} is not a service account email")
+        return account
 
 
 S = TypeVar("S", bound=CommonSettings)

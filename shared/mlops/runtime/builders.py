@@ -23,6 +23,7 @@ from mlops.ports.specs import SpecStore
 from mlops.ports.trainer import TrainerBackend
 from mlops.ports.warehouse import SqlWarehouse
 from mlops.runtime.push import PushEndpoint, Route, create_push_app
+from mlops.runtime.push_auth import push_authenticator
 
 
 def event_bus(settings: CommonSettings) -> EventBus:
@@ -83,10 +84,11 @@ def metrics_sink(settings: CommonSettings) -> MetricsSink:
 def push_app(settings: CommonSettings, routes: Mapping[str, Route[Any]], *, bus: EventBus | None = None,
              metrics: MetricsSink | None = None, health: Callable[[], dict[str, Any]] | None = None) -> Flask:
     """A service's push endpoint, wired the same way for every service: its bus, the dead-letter
-    topic, its code version (for lineage) and its metrics sink."""
+    topic, its code version (for lineage), its metrics sink and, when configured, its push token check."""
     endpoint = PushEndpoint(
         service=settings.service, project=settings.project, bus=bus or event_bus(settings), routes=dict(routes),
         dead_letter_topic=settings.dead_letter_topic, code_version=settings.code_version,
         metrics=metrics or metrics_sink(settings), health=health or (lambda: {}),
+        auth=push_authenticator(settings),
     )
     return create_push_app(endpoint)

@@ -5,12 +5,16 @@ The status code is how a push subscriber talks to Pub/Sub, so it is chosen with 
 - 503: a transient failure; Pub/Sub redelivers with the subscription's backoff, and after its
   `max_delivery_attempts` moves the message to the dead-letter topic itself.
 - 400: the HTTP request is not a push request at all (nobody to dead-letter for).
+- 401/403: push authentication is configured and the request's OIDC token is missing or invalid
+  (401) or names another audience or identity (403); see `mlops.runtime.push_auth`. Not read, so
+  not dead-lettered: Pub/Sub keeps the message and redelivers it.
 Every answer is JSON, errors included (404, 405, 413, and a 500 for a bug: never an HTML page or a
 traceback), so a caller always gets a reason it can read.
 A message that can never succeed (bad envelope, unknown type, payload off-schema, or a handler's
 `PermanentError`) is copied to the dead-letter topic *by us* with the reason in its attributes and
 then acknowledged: returning 4xx would make Pub/Sub retry a poison message until retention runs out.
-Every failure is also published as a `stage.failed` event, so operators find the reason in the archive.
+Every failure is also published as a `stage.failed` event, so operators find the reason in the archive,
+and counted as the `stage_failed` metric (labels service, event_type, permanent), which alerts watch.
 
 Output event ids are derived from the input id (uuid5), so a redelivered input republishes the same
 ids and each downstream stage's idempotence check (keyed on its input id) sees a duplicate.
@@ -47,6 +51,7 @@ from mlops.core.events.envelope import new_envelope
 from mlops.core.log import trace_from_header
 from mlops.ports.bus import EventBus
 from mlops.ports.metrics import MetricsSink, NullMetrics
+from mlops.runtime.push_auth import PushAuthenticator, PushRefused
 
 log = structlog.get_logger("push")
 
@@ -116,6 +121,7 @@ class PushEndpoint:
     code_version: str = ""
     metrics: MetricsSink = field(default_factory=NullMetrics)
     health: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    auth: PushAuthenticator | None = None  # None: every push is taken (the local stack has no tokens)
     _in_flight: KeyedLock = field(default_factory=KeyedLock, init=False, repr=False)
 
     def output_envelopes(self, incoming: Envelope, events: Sequence[Event], starts_run: bool) -> list[Envelope]:
@@ -223,6 +229,8 @@ class PushEndpoint:
     def report_failure(self, event_id: str, event_type: str, error: Exception, permanent: bool,
                        pipeline: str | None, message_id: str, run_id: str = "") -> None:
         """Best effort: a failure report that cannot be sent must not change what Pub/Sub is told."""
+        self.metrics.record("stage_failed", 1, {"service": self.service, "event_type": event_type or "unknown",
+                                                "permanent": "true" if permanent else "false"})
         failure = StageFailed(
             stage=self.service,
             input_event_id=event_id,
@@ -285,6 +293,15 @@ def create_push_app(endpoint: PushEndpoint, project_for_trace: str | None = None
         trace = trace_from_header(request.headers.get("X-Cloud-Trace-Context"), project_for_trace or endpoint.project)
         if trace:
             structlog.contextvars.bind_contextvars(**{"logging.googleapis.com/trace": trace})
+        if endpoint.auth is not None:
+            try:
+                endpoint.auth.check(request.headers.get("Authorization"))
+            except PushRefused as refused:
+                log.warning("push refused", status=refused.status, reason=refused.reason)
+                response = jsonify(error=refused.reason)
+                if refused.status == 401:
+                    response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+                return response, refused.status
         body, problem = json_body() if request.is_json else (None, "Content-Type is not application/json")
         if problem is not None or not isinstance(body, dict) or not isinstance(body.get("message"), dict):
             return jsonify(error="not a Pub/Sub push request: expected a JSON object with a 'message' object"
