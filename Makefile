@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test test-unit test-integration chaos demo bench compose-check reset clean
+.PHONY: install lint test test-unit test-integration chaos demo bench compose-check screenshots browser reset clean
 
 install: $(STAMP)
 
@@ -46,6 +46,16 @@ demo: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# Debian's Chromium for the dashboard's browser tests and screenshots (installed when missing, as root with apt).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; } || echo "no chromium: the browser tests will skip"
+
+# docs/screenshots/*.png: the demo's rounds (in .mlops-demo/, reset first), each dashboard page shot, the stack stopped.
+screenshots: install browser
+	$(BIN)/mlops demo --keep
+	$(BIN)/python docs/make_screenshots.py --data-dir .mlops-demo; status=$$?; $(BIN)/mlops down --data-dir .mlops-demo; exit $$status
 
 compose-check: install
 	$(BIN)/docker-compose config --quiet

@@ -1,11 +1,11 @@
-"""`python -m bench [loop|predictor|durability ...]`: run the named benchmarks (all when none is named)."""
+"""`python -m bench [loop|predictor|durability|logging|train-size|scale ...]`: run the named benchmarks (all when none is named)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-BENCHMARKS = ("loop", "predictor", "durability")
+BENCHMARKS = ("loop", "predictor", "durability", "logging", "train-size", "scale")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +30,16 @@ def main(argv: list[str] | None = None) -> int:
                             help="requests per second of each crash and latency run")
     durability.add_argument("--durability-duration", type=float, default=10.0,
                             help="seconds of measured load per run (the fault comes half-way)")
+    logging = parser.add_argument_group("logging")
+    logging.add_argument("--logging-rows-per-s", type=float, default=5000.0, help="predictions per second served")
+    logging.add_argument("--logging-instances", type=int, default=50, help="instances per request")
+    logging.add_argument("--logging-duration", type=float, default=60.0, help="seconds of measured load")
+    logging.add_argument("--logging-source", choices=("publish", "predictor"), default="publish",
+                         help="prediction.made published as the predictor's batcher does, or served by the predictor")
+    train_size = parser.add_argument_group("train-size")
+    train_size.add_argument("--train-sizes", default="100000,1000000", help="snapshot sizes in rows, comma-separated")
+    scale = parser.add_argument_group("scale")
+    scale.add_argument("--pipelines", type=int, default=50, help="pipelines side by side")
     parser.add_argument("--keep-data", action="store_true", help="keep the stack's data folder and logs")
     args = parser.parse_args(argv)
 
@@ -55,6 +65,22 @@ def main(argv: list[str] | None = None) -> int:
                 predictor_durability.run(**{**options, "rate": options["durability_rate"],
                                             "duration": options["durability_duration"], "warmup": 2.0,
                                             "connections": 16})
+            elif name == "logging":
+                from bench import logging_throughput
+
+                logging_throughput.run(**{**options, "rows_per_s": options["logging_rows_per_s"],
+                                          "instances": options["logging_instances"],
+                                          "duration": options["logging_duration"], "warmup": 5.0,
+                                          "source": options["logging_source"],
+                                          "connections": 16})
+            elif name == "train-size":
+                from bench import train_size
+
+                train_size.run(**{**options, "sizes": [int(n) for n in options["train_sizes"].split(",")]})
+            elif name == "scale":
+                from bench import scale
+
+                scale.run(**options)
         except Exception as error:  # noqa: BLE001 - run the others, fail at the end
             print(f"benchmark {name} failed: {error!r}", file=sys.stderr)
             failed.append(name)

@@ -156,7 +156,11 @@ class BenchStack:
 
     @property
     def predictor_url(self) -> str:
-        return self.ctx.predictor_url()
+        """The Vertex stand-in, whose endpoints serve the predictions (each version its own process)."""
+        state = self.state()
+        url = f"http://127.0.0.1:{state.components['vertex'].port}"
+        _PROJECTS[url] = state.project
+        return url
 
     def state(self):
         return self.stack.state()
@@ -180,8 +184,8 @@ def _sessions_alive(sessions: set[int]) -> list[tuple[int, str]]:
 
 
 @contextlib.contextmanager
-def bench_stack(label: str, keep_data: bool = False) -> Iterator[BenchStack]:
-    """A whole local stack in a fresh temporary folder, ticker off; always stopped afterwards."""
+def bench_stack(label: str, keep_data: bool = False, ticker: bool = False) -> Iterator[BenchStack]:
+    """A whole local stack in a fresh temporary folder, ticker off unless asked; always stopped afterwards."""
     from mlops.ops.context import CliContext
     from mlops.stack.supervisor import Stack
 
@@ -192,7 +196,7 @@ def bench_stack(label: str, keep_data: bool = False) -> Iterator[BenchStack]:
     say(f"starting a stack in {data_dir}")
     try:
         started = time.perf_counter()
-        state = stack.up(ticker=False)
+        state = stack.up(ticker=ticker)
         sessions = {c.pid for c in state.components.values()}
         say(f"stack up in {time.perf_counter() - started:.1f} s ({len(state.components)} components)")
         yield BenchStack(data_dir, stack, CliContext(data_dir))
@@ -297,9 +301,45 @@ def land_rows(bs: BenchStack, spec, rows: list[dict[str, Any]]) -> Landed:
 
 
 def serving_map(session: requests.Session, url: str, pipeline: str) -> dict[str, int]:
-    response = session.get(f"{url}/healthz", timeout=5)
-    response.raise_for_status()
-    return dict(response.json().get("serving", {}).get(pipeline, {}))
+    """Version -> traffic share on the pipeline's Vertex AI endpoint (`url`: the stand-in's)."""
+    from mlops.ops.serving import EndpointClient
+
+    client = _ENDPOINT_CLIENTS.get(url)
+    if client is None:
+        from mlops.core.settings import CommonSettings
+
+        settings = CommonSettings.model_construct(project=_project_of(url), location="us-central1",
+                                                  vertex_endpoint=url)
+        client = _ENDPOINT_CLIENTS[url] = EndpointClient(settings, session)
+    return client.split(pipeline)
+
+
+_ENDPOINT_CLIENTS: dict[str, Any] = {}
+_PROJECTS: dict[str, str] = {}
+
+
+def _project_of(url: str) -> str:
+    return _PROJECTS.get(url, "mlops-local")
+
+
+def endpoint_target(bs: BenchStack, pipeline: str) -> tuple[int, str]:
+    """(port, path) of the pipeline's endpoint `:predict` on the Vertex stand-in."""
+    from mlops.ops.serving import EndpointClient
+
+    state = bs.state()
+    resource = EndpointClient(bs.ctx.settings).resource(bs.ctx.specs.get(pipeline).endpoint_name)
+    return state.components["vertex"].port, f"/v1/{resource}:predict"
+
+
+def serving_target(bs: BenchStack, version: str) -> tuple[int, str]:
+    """(port, predict route) of the serving process of `version` (the container the endpoint forwards to)."""
+    from mlops.stack.supervisor import serving_containers
+
+    vertex = json.loads((Path(bs.state().data_dir) / "vertex.json").read_text())
+    for record in vertex.get("containers", {}).values():
+        if record["modelVersionId"] == version:
+            return int(record["port"]), record["predictRoute"]
+    raise RuntimeError(f"no serving process for version {version}: {list(serving_containers(Path(bs.state().data_dir)))}")
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,12 @@ class LoadResult:
     wall_s: float = 0.0
 
 
+def _with_id(body: bytes, rid: str) -> bytes:
+    """The body with its `{rid}` placeholder (if any) replaced by the request id: a Vertex AI endpoint
+    forwards the body and not the headers, so the id that keys the prediction's log row goes in it."""
+    return body.replace(b"{rid}", rid.encode("ascii")) if b"{rid}" in body else body
+
+
 def _request_head(plan: LoadPlan, rid: str, body: bytes) -> bytes:
     return (f"POST {plan.path} HTTP/1.1\r\nHost: {plan.host}:{plan.port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
@@ -108,7 +114,7 @@ async def _run_asyncio(plan: LoadPlan, result: LoadResult) -> None:
             i = await due.get()
             if i is None:
                 break
-            body = plan.bodies[i % len(plan.bodies)]
+            body = _with_id(plan.bodies[i % len(plan.bodies)], plan.request_id(i))
             request = _request_head(plan, plan.request_id(i), body) + body
             for attempt in (1, 2):
                 result.sent[i] = time.perf_counter()
@@ -160,7 +166,7 @@ def _run_threads(plan: LoadPlan, result: LoadResult) -> None:
             i = due.get()
             if i is None:
                 break
-            body = plan.bodies[i % len(plan.bodies)]
+            body = _with_id(plan.bodies[i % len(plan.bodies)], plan.request_id(i))
             headers = {"Content-Type": "application/json", "X-Request-Id": plan.request_id(i)}
             for attempt in (1, 2):
                 result.sent[i] = time.perf_counter()

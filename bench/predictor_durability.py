@@ -1,8 +1,12 @@
-"""What a predictor crash costs the prediction log, and what durable mode costs each request.
+"""What a serving process crash costs the prediction log, and what durable mode costs each request.
 
-Start a stack, deploy the demo pipeline's model, then run predictors of our own beside the stack's
-(same emulators, same topics, so their `prediction.made` reach the stack's inference-logger and the
-`predictions` table), each under gunicorn as the stack runs it, in two modes:
+Start a stack and deploy the demo pipeline's model: the Vertex stand-in runs its serving process
+(the predictor image's entry point with Vertex's AIP_* environment and the registrar's). Then run
+serving processes of our own beside it, each with exactly that command and environment (read from
+the stand-in's state) on a port of its own, so their `prediction.made` reach the stack's
+inference-logger and the `predictions` table, in two modes (an environment variable of the container,
+fixed when the version is uploaded, hence copies rather than the endpoint's own process, which the
+stand-in would also start again after a kill: tests/chaos measures that, through the endpoint):
 
 - buffered (the default): predictions are published off the request path every
   `MLOPS_LOG_INTERVAL_S` (1 s);
@@ -11,10 +15,11 @@ Start a stack, deploy the demo pipeline's model, then run predictors of our own 
   64 client connections.
 
 For each mode, three runs of open-loop load at `rate` requests/s for `warmup` + `duration` seconds
-(`bench.loadgen`, unique X-Request-Id per request):
+on the process's predict route (`bench.loadgen`, a unique request id per request in
+`parameters.request_id`, as a caller of the endpoint sends it):
 1. steady: no fault; latency from scheduled send to response;
-2. SIGTERM to the predictor's process group half-way (gunicorn's graceful stop; the batcher flushes
-   at exit);
+2. SIGTERM to the serving process's group half-way (gunicorn's graceful stop, as Vertex stops a
+   container; the batcher flushes at exit);
 3. SIGKILL to the process group half-way (a hard crash).
 After each run, wait until the `predictions` table stops growing, then compare the request ids
 answered 200 with those logged: lost (answered, not logged), doubled (logged more than once) and
@@ -31,17 +36,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from bench.common import (
     PIPELINE,
-    REPO,
     BenchStack,
     RowFeed,
     bench_stack,
     say,
     serve_first_model,
-    serving_map,
     write_result,
 )
 from bench.loadgen import LoadPlan, LoadResult, LoadRun, summarize
@@ -60,31 +61,38 @@ CONNECTIONS = {"buffered": 16, "durable": 64}
 FAULTS = ("none", "sigterm", "sigkill")
 
 
-def start_predictor(bs: BenchStack, label: str, env: dict[str, str], threads: int):
-    """A predictor of our own, launched as the stack launches its own, serving the deployed model."""
-    from mlops.stack.processes import free_port, launch
+def serving_record(bs: BenchStack, version: str) -> dict[str, Any]:
+    """The stand-in's record of the serving process of `version`: its command, folder and environment."""
+    from mlops.stack.supervisor import VERTEX_STATE_FILE
+
+    containers = json.loads((Path(bs.data_dir) / VERTEX_STATE_FILE).read_text()).get("containers", {})
+    for record in containers.values():
+        if record["model"].endswith(f"/models/{PIPELINE}") and record["modelVersionId"] == version:
+            return dict(record)
+    raise RuntimeError(f"no serving process of {PIPELINE} version {version} in the stand-in's state")
+
+
+def start_serving(bs: BenchStack, record: dict[str, Any], label: str, env: dict[str, str],
+                  threads: int) -> tuple[Any, int]:
+    """A serving process of our own: the deployed version's command and environment, on its own port."""
+    from mlops.stack.processes import free_port, http_ok, launch
     from mlops.stack.supervisor import gunicorn_argv
 
     port = free_port()
-    folder = REPO / "services" / "predictor"
-    state = bs.state()
+    folder = Path(record["cwd"])
     process = launch(gunicorn_argv("predictor.app:create_app()", port, chdir=folder, threads=threads),
-                     name=f"bench-predictor-{label}", log_dir=Path(bs.data_dir) / "logs",
-                     env={**os.environ, **state.env, "PYTHONUNBUFFERED": "1", "PORT": str(port), **env}, cwd=folder)
-    url = f"http://127.0.0.1:{port}"
+                     name=f"bench-serving-{label}", log_dir=Path(bs.data_dir) / "logs",
+                     env={**record["env"], "AIP_HTTP_PORT": str(port), "PYTHONUNBUFFERED": "1", **env}, cwd=folder)
+    health = f"http://127.0.0.1:{port}{record['healthRoute']}"
     deadline = time.monotonic() + 90
-    with requests.Session() as session:
-        while time.monotonic() < deadline:
-            try:
-                if serving_map(session, url, PIPELINE):
-                    return process, port
-            except requests.RequestException:
-                pass
-            if not process.alive():
-                raise RuntimeError(f"predictor {label} exited at start: {process.log_tail()}")
-            time.sleep(0.2)
+    while time.monotonic() < deadline:
+        if http_ok(health, timeout=1.0):
+            return process, port
+        if not process.alive():
+            raise RuntimeError(f"serving process {label} exited at start: {process.log_tail()}")
+        time.sleep(0.2)
     process.stop()
-    raise RuntimeError(f"predictor {label} did not serve {PIPELINE} within 90 s")
+    raise RuntimeError(f"serving process {label} was not healthy within 90 s")
 
 
 def logged_counts(bs: BenchStack, prefix: str) -> dict[str, int]:
@@ -115,11 +123,11 @@ def wait_until_logged(bs: BenchStack, prefix: str, answered: int, quiet_s: float
     return counts, round(time.monotonic() - started, 1)
 
 
-def one_run(bs: BenchStack, mode: str, fault: str, bodies: list[bytes], rate: float, duration: float,
-            warmup: float, connections: int, client: str) -> dict[str, Any]:
+def one_run(bs: BenchStack, record: dict[str, Any], mode: str, fault: str, bodies: list[bytes], rate: float,
+            duration: float, warmup: float, connections: int, client: str) -> dict[str, Any]:
     tag = f"d{uuid.uuid4().hex[:6]}{mode[0]}{fault[-4:]}"
-    process, port = start_predictor(bs, f"{mode}-{fault}", MODES[mode], THREADS[mode])
-    plan = LoadPlan(host="127.0.0.1", port=port, path=f"/predict/{PIPELINE}", bodies=bodies, rate=rate,
+    process, port = start_serving(bs, record, f"{mode}-{fault}", MODES[mode], THREADS[mode])
+    plan = LoadPlan(host="127.0.0.1", port=port, path=record["predictRoute"], bodies=bodies, rate=rate,
                     warmup_s=warmup, duration_s=duration, connections=max(connections, CONNECTIONS[mode]),
                     prefix=f"{tag}m",
                     warmup_prefix=f"{tag}w")
@@ -155,14 +163,17 @@ def run(rate: float = 200.0, duration: float = 10.0, warmup: float = 2.0, connec
                   "client": client, "instances_per_request": 1, "pipeline": PIPELINE, "modes": MODES, "gunicorn_threads": THREADS, "connections_by_mode": CONNECTIONS,
                   "faults_at": "warmup + duration/2"}
     feed = RowFeed()
-    bodies = [json.dumps({"instances": [instance]}).encode() for instance in feed.instances(1000)]
+    # The request id in the body, as a caller of the endpoint sends it (bench.loadgen fills `{rid}`).
+    bodies = [json.dumps({"instances": [instance], "parameters": {"request_id": "{rid}"}}).encode()
+              for instance in feed.instances(1000)]
     runs: list[dict[str, Any]] = []
     with bench_stack(NAME, keep_data=keep_data) as bs:
-        serve_first_model(bs, feed, bootstrap_rows)
+        _, outcome = serve_first_model(bs, feed, bootstrap_rows)
+        record = serving_record(bs, str(outcome.version_id))
         for mode in MODES:
             for fault in FAULTS:
                 say(f"{mode}, fault {fault}: {rate:g} rps for {warmup:g}+{duration:g} s")
-                runs.append(one_run(bs, mode, fault, bodies, rate, duration, warmup, connections, client))
+                runs.append(one_run(bs, record, mode, fault, bodies, rate, duration, warmup, connections, client))
                 say(json.dumps({k: runs[-1][k] for k in ("answered", "logged", "lost", "doubled",
                                                           "logged_unanswered", "latency_ms")}))
     by = {(r["mode"], r["fault"]): r for r in runs}

@@ -1,10 +1,16 @@
-"""Chaos on the real stack: SIGKILL each service at a random point of a round, kill each emulator,
-and kill a service in the middle of a minute of load at 500 requests/s. `make chaos` runs it (about
-ten minutes); the short version of these faults is tests/e2e/test_faults.py, part of `make test`.
+"""Chaos on the real stack: SIGKILL each service at a random point of a round, kill each emulator
+and the Vertex stand-in, and kill the inference-logger or the serving process behind the endpoint in
+the middle of a minute of load at 500 requests/s through the endpoint's `:predict`. `make chaos`
+runs it (about ten minutes); the short version of these faults is tests/e2e/test_faults.py, part of
+`make test`.
+
+A serving process killed is started again by the Vertex stand-in, as Vertex AI restarts a serving
+container that dies or fails its liveness probe (docs: "Custom container requirements for
+inference"); the endpoint answers 503 for it meanwhile.
 
 For every fault the suite counts what should exist exactly once and adds a row to the table printed
 at the end (tests/chaos/conftest.py): lost and doubled, target 0 / 0, except the stated crash
-window of a predictor's in-memory prediction batch.
+window of a serving process's in-memory prediction batch.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import os
 import random
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,20 +29,25 @@ import requests
 from bench.loadgen import LoadPlan, LoadRun
 from mlops import runtime
 from mlops.core.events import ModelDeployed
-from mlops.core.layout import manifest_path
 from mlops.core.sql import quote_qualified
 from mlops.core.topology import EVENTS_TABLE, PREDICTIONS_TABLE, SNAPSHOTS_TABLE
 from mlops.ml.datasets import load_demo_dataset
 from mlops.ops.archive import query_events
 from mlops.ops.context import CliContext
+from mlops.ops.errors import NotReachable
+from mlops.ops.serving import EndpointClient
+from mlops.stack.supervisor import VERTEX_STATE_FILE, serving_containers
 from tests.chaos.conftest import FaultRow
+from tests.e2e.conftest import predict
 from tests.e2e.test_exactly_once import FEATURES, champion, land, serving, spec_for
 from tests.integration.harness import wait_for
 
 pytestmark = pytest.mark.chaos
 
-SERVICES = ("data-watcher", "trainer", "evaluator", "registrar", "deployer", "predictor", "inference-logger")
-EMULATORS = ("pubsub", "bigquery", "storage")
+# The Cloud Run services a round goes through (the predictor is no service: see the load test).
+SERVICES = ("data-watcher", "trainer", "evaluator", "registrar", "deployer", "inference-logger")
+# The emulators, and the Vertex stand-in (whose serving processes outlive it and are adopted again).
+EMULATORS = ("pubsub", "bigquery", "storage", "vertex")
 ROUND_TIMEOUT_S = 240.0  # a round, plus a slow call's deadline (60 s locally) if a kill lands just before it
 LOAD_RATE, LOAD_S = 500, 60.0
 # How long a clean round takes here, measured by the first test; kill points are drawn within it.
@@ -60,20 +72,34 @@ def one_round_counts(ctx: CliContext, pipeline: str) -> dict[str, int]:
             "deployment": len(deployed), "model.deployed": len(announced)}
 
 
-def manifest_agrees(ctx: CliContext, pipeline: str) -> bool:
+def announcement_agrees(ctx: CliContext, pipeline: str) -> bool:
+    """The last `model.deployed` announced for the pipeline names what its endpoint serves."""
     endpoint = runtime.model_endpoint(ctx.settings)
     deployed = endpoint.deployments(endpoint.ensure_endpoint(pipeline))
-    manifest = ModelDeployed.model_validate_json(ctx.blobs.get(manifest_path(pipeline)))
-    return {(m.deployed_model_id, m.traffic_percent) for m in manifest.deployed_models} == \
+    announced = sorted((e for e in query_events(ctx.warehouse, event_type="model.deployed.v1", limit=500)
+                        if e.pipeline == pipeline), key=lambda e: e.time)
+    if not announced:
+        return False
+    last = ModelDeployed.model_validate_json(announced[-1].data)
+    return {(m.deployed_model_id, m.traffic_percent) for m in last.deployed_models} == \
         {(d.deployed_model_id, d.traffic_percent) for d in deployed}
 
 
 def serving_now(ctx: CliContext, pipeline: str) -> dict:
-    """What the predictor serves; nothing while it is down (it may be the one killed)."""
+    """Version -> traffic share on the endpoint; nothing while the Vertex stand-in is down."""
     try:
         return serving(ctx, pipeline)
-    except requests.RequestException:
+    except (requests.RequestException, NotReachable):
         return {}
+
+
+def serving_process(stack_dir: Path, pipeline: str, version: str) -> tuple[str, int]:
+    """(component name, pid) of the serving process of `pipeline`'s `version`, as `mlops status` lists it."""
+    containers = json.loads((stack_dir / VERTEX_STATE_FILE).read_text()).get("containers", {})
+    for dm_id, record in containers.items():
+        if record["model"].endswith(f"/models/{pipeline}") and record["modelVersionId"] == version:
+            return f"serving-{dm_id}", int(record["pid"])
+    raise AssertionError(f"no serving process for {pipeline} version {version}: {sorted(containers)}")
 
 
 def complete_round(ctx: CliContext, pipeline: str, timeout: float = ROUND_TIMEOUT_S) -> str:
@@ -114,13 +140,13 @@ def test_sigkill_of_a_service_at_a_random_point_of_a_round(stack, stack_dir, see
         completed = False
     time.sleep(3)  # redeliveries to the restarted service would show now
     counts = one_round_counts(ctx, spec.name)
-    agrees = completed and manifest_agrees(ctx, spec.name)
+    agrees = completed and announcement_agrees(ctx, spec.name)
     restarts = ctx.stack.state().components[service].restarts  # type: ignore[union-attr]
     table.append(FaultRow(
         f"SIGKILL {service} {at:.1f} s into a round", ", ".join(f"{k} {v}" for k, v in counts.items()),
         lost=sum(1 for v in counts.values() if v == 0), doubled=sum(max(0, v - 1) for v in counts.values()),
         note=("round completed" if completed else "ROUND DID NOT COMPLETE")
-             + ("" if agrees or not completed else "; manifest disagrees with the endpoint")
+             + ("" if agrees or not completed else "; the last model.deployed disagrees with the endpoint")
              + f"; {service} restarted {restarts}x by the supervisor"))
     assert completed, f"{spec.name}'s round did not complete after {service} was killed {at:.1f} s in"
     assert set(counts.values()) == {1}, counts
@@ -154,8 +180,8 @@ def served(stack, stack_dir):
     land(ctx, spec, ROWS[:600])
     complete_round(ctx, spec.name)
     for number in range(20):
-        requests.post(f"{ctx.predictor_url()}/predict/{spec.name}", json={"instances": [instance(number)]},
-                      headers={"X-Request-Id": f"served-{number}"}, timeout=10).raise_for_status()
+        status, answer = predict(ctx, spec.name, instance(number), f"served-{number}")
+        assert status == 200, answer
     wait_for(lambda: outside_pubsub(ctx, spec.name, spec.source.table)["predictions"] >= 20, timeout=60,
              what="the first predictions logged")
     return spec
@@ -199,8 +225,9 @@ def test_an_emulator_killed_between_rounds_is_restarted_and_nothing_outside_pubs
         ", ".join(f"{k} {v}" for k, v in after.items()) + f"; next round: {new_snapshots} snapshot, "
         f"{new_versions} version", lost=sum(lost.values()) + (0 if registered else 1),
         doubled=max(0, new_versions - 1) + max(0, new_snapshots - 1),
-        note=("Pub/Sub: topology provisioned again; messages it held are lost (a stand-in limit)"
-              if emulator == "pubsub" else "its data persisted on disk")))
+        note={"pubsub": "Pub/Sub: topology provisioned again; messages it held are lost (a stand-in limit)",
+              "vertex": "its state persisted on disk; its serving processes adopted again"}.get(
+            emulator, "its data persisted on disk")))
     assert not lost, f"lost outside the Pub/Sub emulator: {lost}"
     assert registered and new_versions == 1 and new_snapshots == 1
 
@@ -214,22 +241,39 @@ def logged_requests(ctx: CliContext, pipeline: str, prefix: str) -> dict[str, in
     return {r["request_id"]: int(r["n"]) for r in rows}
 
 
-@pytest.mark.parametrize("victim", ["inference-logger", "predictor"])
+@pytest.mark.parametrize("victim", ["inference-logger", "serving"])
 def test_load_at_500_per_second_with_a_service_killed_in_the_middle(stack, stack_dir, table, served, victim):
+    """Load on the endpoint's `:predict` (the stand-in forwards each request to the serving process);
+    `serving` is the champion's serving process behind the endpoint, started again by the stand-in."""
     ctx = CliContext(stack_dir)
-    url = ctx.predictor_url().removeprefix("http://")
-    host, port = url.split(":")
+    vertex = ctx.stack.state().components["vertex"]  # type: ignore[union-attr]
+    resource = EndpointClient(ctx.settings).resource(served.endpoint_name)
     prefix = f"load-{victim}-{int(time.time())}"
-    bodies = [json.dumps({"instances": [instance(n)]}).encode() for n in range(200)]
-    plan = LoadPlan(host=host, port=int(port), path=f"/predict/{served.name}", bodies=bodies, rate=LOAD_RATE,
-                    warmup_s=0.0, duration_s=LOAD_S, connections=32, prefix=prefix, warmup_prefix=f"{prefix}-w")
-    # The threads client: each connection reconnects by itself once the killed service is back.
+    # A Vertex endpoint forwards the body, not the headers: the request id goes in `parameters`.
+    bodies = [json.dumps({"instances": [instance(n)], "parameters": {"request_id": "{rid}"}}).encode()
+              for n in range(200)]
+    plan = LoadPlan(host="127.0.0.1", port=int(vertex.port), path=f"/v1/{resource}:predict", bodies=bodies,
+                    rate=LOAD_RATE, warmup_s=0.0, duration_s=LOAD_S, connections=32, prefix=prefix,
+                    warmup_prefix=f"{prefix}-w")
+    winner = champion(ctx, served.name)
+    assert winner is not None
+    name, pid = serving_process(stack_dir, served.name, winner.version_id) if victim == "serving" \
+        else (victim, pid_of(ctx, victim))
+    restarts_before = _restarts(ctx, stack_dir, name)
+    # The threads client: each connection reconnects by itself once the killed process is back.
     run = LoadRun(plan, client="threads")
     time.sleep(LOAD_S / 2)
-    os.kill(pid_of(ctx, victim), signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
     result = run.result(timeout=LOAD_S + 120)
     answered = {plan.request_id(i) for i, status in enumerate(result.status) if status == 200}
-    stack.wait_healthy([victim], timeout=120)
+    if victim == "serving":
+        wait_for(lambda: (_restarts(ctx, stack_dir, name) > restarts_before
+                          and serving_containers(stack_dir)[name].healthy()), timeout=120,
+                 what="the stand-in to start the serving process again")
+        status, answer = predict(ctx, served.name, instance(0), f"{prefix}-after")
+        assert status == 200, f"the endpoint does not serve after the restart: {answer}"
+    else:
+        stack.wait_healthy([victim], timeout=120)
 
     def settled() -> dict[str, int] | None:
         """The logged requests once all answered ones are there, or once the count stopped moving."""
@@ -244,15 +288,26 @@ def test_load_at_500_per_second_with_a_service_killed_in_the_middle(stack, stack
     lost = len(answered - logged.keys())
     doubled = sum(n - 1 for n in logged.values())
     unanswered = len(logged.keys() - answered)
-    note = f"{len(result.status) - len(answered)} requests not answered while it restarted"
+    refused = {status for status in result.status if status != 200}
+    note = f"{len(result.status) - len(answered)} requests not answered while it restarted" \
+        + (f" (statuses {sorted(refused)})" if refused else "")
     if unanswered:
         note += f"; {unanswered} logged whose answer the kill cut off"
-    if victim == "predictor":
-        note += f"; stated window: the last flush interval (up to ~{LOAD_RATE} at 1 s), lost only on a hard crash"
-    table.append(FaultRow(f"SIGKILL {victim} at {LOAD_S / 2:.0f} s of {LOAD_S:.0f} s at {LOAD_RATE}/s",
+    if victim == "serving":
+        note += (f"; restarted by the Vertex stand-in ({_restarts(ctx, stack_dir, name) - restarts_before}x); stated "
+                 f"window: the last flush interval (up to ~{LOAD_RATE} at 1 s), lost only on a hard crash")
+    table.append(FaultRow(f"SIGKILL {name if victim == 'serving' else victim} at {LOAD_S / 2:.0f} s of "
+                          f"{LOAD_S:.0f} s at {LOAD_RATE}/s through the endpoint",
                           f"{len(answered)} answered, {len(logged)} logged", lost, doubled, note))
     assert doubled == 0
     if victim == "inference-logger":
         assert lost == 0, f"{lost} answered predictions never logged"
     else:
         assert lost <= LOAD_RATE * 2, f"{lost} answered predictions lost: more than the stated crash window"
+
+
+def _restarts(ctx: CliContext, stack_dir: Path, name: str) -> int:
+    """How often the supervisor (a component) or the Vertex stand-in (a serving process) restarted `name`."""
+    if name.startswith("serving-"):
+        return serving_containers(stack_dir)[name].restarts
+    return ctx.stack.state().components[name].restarts  # type: ignore[union-attr]

@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +20,8 @@ from mlops.testing.memory import InMemoryModelEndpoint, InMemoryModelRegistry
 from tests.integration.harness import serving
 
 PROJECT = "contract-project"
+# The contract's serving image, run by the local Vertex server as the stub server.
+STUB_IMAGES = {"serving-stub": [sys.executable, str(Path(__file__).parents[1] / "fixtures" / "serving_stub.py")]}
 LOCATION = "us-central1"  # the SDK validates regions, even against a local server
 
 
@@ -45,7 +49,8 @@ class TestInMemoryModelEndpoint(ModelEndpointContract):
 def vertex_url() -> Iterator[str]:
     from mlops.stack.vertex_local import create_app
 
-    with serving(create_app(None)) as url:
+    app = create_app(None, images=STUB_IMAGES)
+    with serving(app) as url:
         yield url
 
 

@@ -245,6 +245,7 @@ def test_the_class_check_looks_inside_nested_records():
         score: float | None = None
         latency_ms: float
         predicted_at: str
+        deployed_model_id: str | None = None
 
     class PredictionMade(BaseModel):
         pipeline: str

@@ -15,6 +15,7 @@ from mlops.core.topology import (
     ALL_TOPICS,
     DEAD_LETTER_TOPIC,
     EVENT_TOPICS,
+    OPERATOR_APPS,
     SERVICES,
     SERVICES_BY_NAME,
     TABLES,
@@ -31,9 +32,11 @@ TFVARS = ROOT / "deploy" / "terraform" / "topology.auto.tfvars.json"
 PUBLISHED_OUTSIDE_SERVICES = {
     "watch.tick.v1": "Cloud Scheduler in the cloud, the stack's ticker locally, and `mlops trigger`",
     "stage.failed.v1": "every service's push endpoint, on any failure (PushEndpoint.report_failure)",
+    "deployment.requested.v1": "`mlops rollback` and `mlops promote` (mlops.ops.traffic)",
 }
 # Event types nobody subscribes to with a push subscription: they are for operators (archive, alerts).
-CONSUMED_BY_OPERATORS = {"stage.failed.v1", "data.skipped.v1"}
+# model.deployed.v1: the Vertex AI endpoint serves what the deployer deployed; nothing listens to it.
+CONSUMED_BY_OPERATORS = {"stage.failed.v1", "data.skipped.v1", "model.deployed.v1"}
 EVENTS_BY_TYPE_BY_CLASS = {cls.__name__: event_type for event_type, cls in EVENTS_BY_TYPE.items()}
 
 
@@ -72,7 +75,10 @@ def test_each_event_type_has_one_producer_service():
 
 
 def test_the_loop_is_one_chain_from_tick_to_prediction():
-    by_input = {topic: service for service in SERVICES for topic in service.consumes}
+    # The loop's own line: a tick's first consumer is the data-watcher (the monitor hears ticks too).
+    by_input = {topic: service for service in reversed(SERVICES) for topic in service.consumes}
+    # No event starts the predictor: the deployer's DeployModel does (a Vertex AI serving container).
+    by_input["model.deployed.v1"] = SERVICES_BY_NAME["predictor"]
     topic, chain = "watch.tick.v1", []
     while topic in by_input:
         service = by_input[topic]
@@ -83,7 +89,7 @@ def test_the_loop_is_one_chain_from_tick_to_prediction():
 
 def test_every_service_directory_is_in_the_topology_and_back():
     directories = {p.name for p in (ROOT / "services").iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
-    assert directories == set(SERVICES_BY_NAME)
+    assert directories == set(SERVICES_BY_NAME) | set(OPERATOR_APPS)
 
 
 def routed_event_classes(app_file: Path) -> set[str]:

@@ -29,12 +29,18 @@ class TestInMemoryWarehouse(WarehouseContract):
 @pytest.mark.integration
 class TestBigQueryWarehouse(WarehouseContract):
     @pytest.fixture
-    def warehouse(self, bigquery_emulator: BigQueryEmulator) -> Warehouse:
-        from mlops.adapters.bigquery import BigQueryWarehouse, bigquery_client
+    def warehouse(self, bigquery_emulator: BigQueryEmulator, monkeypatch: pytest.MonkeyPatch) -> Warehouse:
+        from mlops.adapters import bigquery_storage
+        from mlops.adapters.bigquery import BigQueryWarehouse, bigquery_client, storage_clients
+        from mlops.stack.emulators import STORAGE_API_ENV_VAR
         from mlops.stack.provision import provision_bigquery
 
+        # Small requests, so the contract's 30,000-row load spans several AppendRows requests.
+        monkeypatch.setattr(bigquery_storage, "MAX_REQUEST_BYTES", 256 * 1024)
         project = unique_project()
+        # Reads and inserts through the Storage Read/Write APIs on the emulator's gRPC port, as in the stack.
         warehouse = BigQueryWarehouse(bigquery_client(project, bigquery_emulator.endpoint), project, "mlops", "mlops_snapshots",
-                                      insert_timeout=INSERT_TIMEOUT_S)
+                                      insert_timeout=INSERT_TIMEOUT_S,
+                                      storage=storage_clients(bigquery_emulator.env()[STORAGE_API_ENV_VAR]))
         provision_bigquery(warehouse)
         return warehouse

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlops.stack.processes import pid_alive
-from mlops.stack.supervisor import Stack
+from mlops.stack.supervisor import Stack, serving_containers
 
 
 @pytest.fixture(scope="package")
@@ -28,6 +28,7 @@ def stack(stack_dir):
     finally:
         now = stack.state()  # the supervisor may have restarted components since: their new PIDs too
         pids += [c.pid for c in now.components.values()] if now else []
+        pids += [c.pid for c in serving_containers(stack.data_dir).values()]  # the Vertex stand-in's models
         stack.down()
         assert not [p for p in pids if pid_alive(p)], "mlops down left processes behind"
 
@@ -39,3 +40,19 @@ def mlops(*args: str, data_dir: Path, check: bool = True) -> subprocess.Complete
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def endpoint_split(ctx, pipeline: str) -> dict[str, int]:
+    """Version -> traffic share on the pipeline's Vertex AI endpoint (the stand-in's)."""
+    from mlops.ops.serving import EndpointClient
+
+    return EndpointClient(ctx.settings).split(ctx.specs.get(pipeline).endpoint_name)
+
+
+def predict(ctx, pipeline: str, instance: dict, request_id: str) -> tuple[int, dict]:
+    """One prediction through the pipeline's endpoint, as a client makes it (the id in the body)."""
+    from mlops.ops.serving import EndpointClient
+
+    return EndpointClient(ctx.settings).predict(ctx.specs.get(pipeline).endpoint_name,
+                                                {"instances": [instance], "parameters": {"request_id": request_id}},
+                                                timeout=10)

@@ -23,7 +23,7 @@ from mlops.ml.datasets import load_demo_dataset
 from mlops.ops.archive import query_events
 from mlops.ops.context import CliContext
 from mlops.ops.ingest import ingest_rows
-from tests.e2e.conftest import mlops
+from tests.e2e.conftest import endpoint_split, mlops, predict
 from tests.integration.harness import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -57,8 +57,7 @@ def champion(ctx: CliContext, pipeline: str):
 
 
 def serving(ctx: CliContext, pipeline: str) -> dict:
-    health = requests.get(f"{ctx.predictor_url()}/healthz", timeout=5).json()
-    return health["serving"].get(pipeline, {})
+    return endpoint_split(ctx, pipeline)
 
 
 def quiet(seconds: float = 3.0) -> None:
@@ -76,10 +75,8 @@ def test_the_same_event_delivered_three_times_has_exactly_one_effect_per_stage(s
     wait_for(lambda: serving(ctx, spec.name).get(winner.version_id) == 100, timeout=30, what="serving")
     ids = []
     for number in range(20):
-        response = requests.post(f"{ctx.predictor_url()}/predict/{spec.name}",
-                                 json={"instances": [{f: rows[number][f] for f in FEATURES}]},
-                                 headers={"X-Request-Id": f"dup-{number}"}, timeout=10)
-        assert response.status_code == 200
+        status, _ = predict(ctx, spec.name, {f: rows[number][f] for f in FEATURES}, f"dup-{number}")
+        assert status == 200
         ids.append(f"dup-{number}")
     run_id = winner.labels["run_id"]
     wait_for(lambda: query_events(ctx.warehouse, event_type="prediction.made.v1", limit=50), timeout=30)

@@ -19,14 +19,14 @@ import uuid
 import pytest
 import requests
 
-from mlops.core.events import ModelDeployed, new_envelope
+from mlops.core.events import ModelRegistered, new_envelope
 from mlops.core.sql import quote_qualified
 from mlops.core.topology import PREDICTIONS_TABLE
 from mlops.ml.datasets import load_demo_dataset
 from mlops.ops.archive import query_events
 from mlops.ops.context import CliContext
-from tests.e2e.conftest import mlops
-from tests.e2e.test_exactly_once import FEATURES, champion, land, serving, spec_for
+from tests.e2e.conftest import endpoint_split, mlops, predict
+from tests.e2e.test_exactly_once import FEATURES, champion, land, spec_for
 from tests.integration.harness import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -52,7 +52,7 @@ def test_a_service_down_past_the_push_give_up_gets_everything_once_it_is_restart
     rows = load_demo_dataset().rows
     land(ctx, spec, rows[:600])
     winner = wait_for(lambda: champion(ctx, spec.name), timeout=120, what="a champion")
-    wait_for(lambda: serving(ctx, spec.name).get(winner.version_id) == 100, timeout=60, what="serving")
+    wait_for(lambda: endpoint_split(ctx, spec.name).get(winner.version_id) == 100, timeout=60, what="serving")
 
     supervisor = component(stack_dir, "supervisor")["pid"]
     os.kill(supervisor, signal.SIGSTOP)  # hold the restart back, so the outage outlasts the give-up
@@ -61,10 +61,8 @@ def test_a_service_down_past_the_push_give_up_gets_everything_once_it_is_restart
         answered = []
         started = time.monotonic()
         for number in range(30):
-            response = requests.post(f"{ctx.predictor_url()}/predict/{spec.name}",
-                                     json={"instances": [{f: rows[number][f] for f in FEATURES}]},
-                                     headers={"X-Request-Id": f"fault-{number}"}, timeout=10)
-            assert response.status_code == 200, response.text
+            status, answer = predict(ctx, spec.name, {f: rows[number][f] for f in FEATURES}, f"fault-{number}")
+            assert status == 200, answer
             answered.append(f"fault-{number}")
         time.sleep(max(0.0, HELD_DOWN_S - (time.monotonic() - started)))
     finally:
@@ -78,20 +76,21 @@ def test_a_service_down_past_the_push_give_up_gets_everything_once_it_is_restart
     assert component(stack_dir, "inference-logger")["restarts"] >= 1
 
     # A poison message with a real ce-type, pushed straight at a service: dead-lettered, and archived
-    # as a dead letter, not as the deployment it claims to be.
+    # as a dead letter, not as the registration it claims to be.
     poison_id = f"poison-{uuid.uuid4()}"
-    attributes = new_envelope(ModelDeployed.example(), "forger", pipeline=spec.name).to_attributes()
+    attributes = new_envelope(ModelRegistered.example(), "forger", pipeline=spec.name).to_attributes()
     attributes["ce-id"] = poison_id
-    pushed = requests.post(f"{ctx.predictor_url()}/push", timeout=10, json={
-        "message": {"data": base64.b64encode(b'{"deployed_models": "not a list"}').decode(),
+    deployer = component(stack_dir, "deployer")["port"]
+    pushed = requests.post(f"http://127.0.0.1:{deployer}/push", timeout=10, json={
+        "message": {"data": base64.b64encode(b'{"version_id": ["not a string"]}').decode(),
                     "attributes": attributes, "messageId": "1"},
-        "subscription": "model.deployed.v1--predictor"})
+        "subscription": "model.registered.v1--deployer"})
     assert pushed.status_code == 200 and pushed.json()["status"] == "dead-lettered"
     [parked] = wait_for(lambda: query_events(ctx.warehouse, event_id=poison_id, dead_letters=True), timeout=30,
                         what="the dead letter in the archive")
-    assert parked.type == "mlops.dead-letter" and parked.attributes["ce-type"] == "model.deployed.v1"
-    deployments = json.loads(mlops("events", "--type", "model.deployed", "--json", data_dir=stack_dir).stdout)
-    assert poison_id not in {e["id"] for e in deployments} and deployments
+    assert parked.type == "mlops.dead-letter" and parked.attributes["ce-type"] == "model.registered.v1"
+    registrations = json.loads(mlops("events", "--type", "model.registered", "--json", data_dir=stack_dir).stdout)
+    assert poison_id not in {e["id"] for e in registrations} and registrations
     dead = json.loads(mlops("events", "--type", "mlops.dead-letter", "--json", data_dir=stack_dir).stdout)
     assert poison_id in {e["id"] for e in dead}
     report = json.loads(mlops("lineage", spec.name, winner.version_id, "--json", data_dir=stack_dir).stdout)

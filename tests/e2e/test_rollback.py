@@ -4,7 +4,6 @@ endpoint's traffic and the champion alias back to it, and says so in `model.depl
 from __future__ import annotations
 
 import pytest
-import requests
 
 from mlops.core.events import WatchTick
 from mlops.core.events.envelope import new_envelope
@@ -13,6 +12,7 @@ from mlops.ml.datasets import load_demo_dataset
 from mlops.ops.archive import query_events
 from mlops.ops.context import CliContext
 from mlops.ops.ingest import ingest_rows
+from mlops.ops.serving import EndpointClient
 from tests.e2e.conftest import mlops
 from tests.integration.harness import wait_for
 
@@ -28,7 +28,8 @@ def land(ctx: CliContext, spec, rows) -> None:
 
 
 def serving(ctx: CliContext) -> dict:
-    return requests.get(f"{ctx.predictor_url()}/healthz", timeout=5).json()["serving"].get(NAME, {})
+    """Version -> traffic share on the pipeline's endpoint."""
+    return EndpointClient(ctx.settings).split(ctx.specs.get(NAME).endpoint_name)
 
 
 def champion(ctx: CliContext) -> str | None:

@@ -33,6 +33,9 @@ def serving(app: Flask) -> Iterator[str]:
         server.shutdown()
         thread.join(timeout=5)
         server.server_close()
+        vertex = app.config.get("VERTEX_LOCAL")
+        if vertex is not None:  # the local Vertex server's serving containers are processes: stop them
+            vertex.close()
 
 
 def pull(project: str, subscription: str, wanted: int = 1, timeout: float = 30.0) -> list:

@@ -60,7 +60,7 @@ def test_registry_versions_read_over_rest_equal_the_sdks(vertex_url):
     project = unique_project()
     registry = VertexModelRegistry(project, "us-central1", api_endpoint=vertex_url)
     for number in range(2):
-        registry.register_version("m", "m model", f"gs://artifacts/m/{number}/", "image", {"status": "rejected"},
+        registry.register_version("m", "m model", f"gs://artifacts/m/{number}/", "mlops-predictor:latest", {"status": "rejected"},
                                   ["champion"] if number else [], json.dumps({"decision": "reject"}))
     reader = VertexRegistryReader(requests.Session(), project, "us-central1", vertex_url)
 

@@ -24,7 +24,9 @@ BUCKET = "test-bucket"
 
 
 @pytest.mark.parametrize("uri", [
-    "gs://test-bucket/models/breast-cancer/d0002-7f3a9c1e/model.zip",
+    "gs://test-bucket/models/breast-cancer/d0002-7f3a9c1e",  # an artifact is a folder
+    "gs://test-bucket/models/breast-cancer/d0002-7f3a9c1e/",
+    "gs://test-bucket/models/breast-cancer/d0002-7f3a9c1e/model.json",  # or a file in it
     "gs://test-bucket/models/breast-cancer/d0002-rerun/sub/model.zip",
 ])
 def test_the_projects_own_artifacts_pass(uri: str):
@@ -39,8 +41,8 @@ def test_the_projects_own_artifacts_pass(uri: str):
     ("gs://test-bucket/specs/breast-cancer.yaml", "is not under"),
     ("gs://test-bucket/models/breast-cancer/../../deployments/x.json", "no '..' or empty ones"),
     ("gs://test-bucket/models/breast-cancer/c1//model.zip", "no '..' or empty ones"),
-    ("gs://test-bucket/models/breast-cancer/model.zip", "<candidate>/<file>"),
-    ("gs://test-bucket/models/breast-cancer/c1/model.zip?alt=media", "<candidate>/<file>"),
+    ("gs://test-bucket/models/breast-cancer/", "<candidate>[/<file>]"),
+    ("gs://test-bucket/models/breast-cancer/c1/model.zip?alt=media", "<candidate>[/<file>]"),
     ("https://storage.googleapis.com/test-bucket/models/breast-cancer/c1/model.zip", "is not a gs:// URI"),
     ("/models/breast-cancer/c1/model.zip", "is not a gs:// URI"),
     ("bq://proj.dataset.model", "is not a gs:// URI"),

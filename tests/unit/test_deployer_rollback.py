@@ -37,6 +37,7 @@ class Loop:
         })
         [registered] = self.registrar.handle(evaluated, envelope_for(evaluated, event_id=f"evaluated-{n}"))
         self.deployer.handle(registered, envelope_for(registered, event_id=f"registered-{n}", service="registrar"))
+        self.deployer.finish_deploys()  # the next tick finishes the deploy the push started
         self.registered[registered.version_id] = registered
         return registered
 
@@ -82,9 +83,12 @@ def test_a_rollback_redeploys_a_version_undeployed_since(loop, endpoints):
     for n in (1, 2, 3):
         loop.candidate(n)
     assert loop.split() == {"2": 0, "3": 100}  # v1 left the endpoint when v3 came
-    [deployed] = loop.replay("1")
+    assert loop.replay("1") == []  # the push starts the deploy and acks: no push waits for a deploy
+    assert loop.split() == {"2": 0, "3": 100}
+    [deployed] = loop.deployer.finish_deploys()  # the tick that finds it done
     assert endpoints.deploy_calls[-1][1:] == ("1", 100)
     assert (deployed.action, deployed.previous_version) == ("rollback", "3")
+    assert loop.deployer.finish_deploys() == []
     assert loop.split() == {"3": 0, "1": 100}  # v3 stays at 0% to roll forward; v2 is retired
     assert loop.champion() == "1"
 
@@ -160,5 +164,6 @@ def test_the_outputs_of_a_replayed_run_deploy_a_new_version_as_usual(loop):
     downstream = envelope_for(registered, event_id="registered-rerun", service="registrar").with_changes(
         replay_of="trained-original")
     assert not downstream.is_replay and replayed(registered).is_replay
-    [deployed] = loop.deployer.handle(registered, downstream)
+    assert loop.deployer.handle(registered, downstream) == []  # started; the next tick finishes it
+    [deployed] = loop.deployer.finish_deploys()
     assert (deployed.action, deployed.version_id, deployed.previous_version) == ("deploy", "2", "1")

@@ -366,3 +366,56 @@ def test_a_snapshot_recorded_without_a_fingerprint_is_not_a_changed_spec():
     changed = decide(spec, status, replace(older, spec_hash="0" * 16), "schedule", None)
     assert (changed.trigger, changed.why) == ("spec_changed", "the spec's source, model or gate changed since "
                                                               "d0001: 100 rows, retrained")
+
+
+# ------------------------------------------------------------------------ monitoring breaches
+
+# The first snapshot is recorded at T0 (the test clock), a breach retrain a second later: the
+# monitor's window closed in between.
+AFTER_FIRST_SNAPSHOT = "2026-11-22T06:00:00.500000Z"
+
+
+def breach(window_end: str = "2026-11-22T12:00:00Z", trigger: str | None = "drift"):
+    from mlops.core.events import MonitoringBreached
+
+    return MonitoringBreached.example().model_copy(update={
+        "pipeline": "breast-cancer", "window_end": window_end, "trigger": trigger})
+
+
+def test_a_drift_breach_retrains_below_the_row_thresholds_once_per_window(watcher, warehouse, source, clock):
+    source.land(20)
+    [first] = tick(watcher)
+    assert isinstance(first, DataReady)
+    source.land(2)  # far below new_rows_fraction 0.5
+    assert skipped(tick(watcher)).cause == SkipCause.BELOW_THRESHOLDS
+    event = breach(window_end=AFTER_FIRST_SNAPSHOT)
+    [ready] = watcher.on_breach(event, envelope_for(event, event_id="breach-1"))
+    assert isinstance(ready, DataReady) and ready.trigger == "drift" and ready.data_version == "d0002"
+    assert ready.drift_score == event.value
+    # The same breach redelivered: the same snapshot re-announced, none new.
+    [again] = watcher.on_breach(event, envelope_for(event, event_id="breach-1"))
+    assert again == ready and len(warehouse.snapshots) == 2
+    # Another feature's breach of the same window: already retrained since the window closed.
+    source.land(2)
+    other = skipped(watcher.on_breach(event, envelope_for(event, event_id="breach-2")))
+    assert "already retrained" in other.why and len(warehouse.snapshots) == 2
+
+
+def test_a_degradation_breach_retrains_with_trigger_degradation_and_an_alert_only_breach_does_nothing(
+        watcher, warehouse, source):
+    source.land(20)
+    tick(watcher)
+    source.land(2)
+    event = breach(window_end=AFTER_FIRST_SNAPSHOT, trigger="degradation")
+    [ready] = watcher.on_breach(event, envelope_for(event, event_id="breach-3"))
+    assert ready.trigger == "degradation"
+    quality = breach(trigger=None)
+    assert watcher.on_breach(quality, envelope_for(quality, event_id="breach-4")) == []
+
+
+def test_a_breach_with_no_new_rows_retrains_nothing(watcher, source):
+    source.land(20)
+    tick(watcher)
+    event = breach(window_end=AFTER_FIRST_SNAPSHOT)
+    skip = skipped(watcher.on_breach(event, envelope_for(event, event_id="breach-5")))
+    assert skip.cause == SkipCause.NO_NEW_ROWS and "no new rows" in skip.why

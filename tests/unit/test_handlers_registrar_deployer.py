@@ -7,7 +7,7 @@ import json
 import pytest
 
 from deployer.handler import Deployer
-from mlops.core.events import Envelope, ModelDeployed, ModelEvaluated, ModelRegistered
+from mlops.core.events import Envelope, ModelDeployed, ModelEvaluated, ModelRegistered, StageFailed
 from mlops.core.layout import manifest_path
 from mlops.ports.registry import ModelEndpoint, ModelRegistry, VersionMeta
 from mlops.testing.memory import InMemoryModelRegistry
@@ -148,9 +148,15 @@ def deployer(registry, endpoints, specs, blobs) -> Deployer:
     return Deployer(registry, endpoints, specs, blobs)
 
 
+def deploy_now(deployer: Deployer, registered: ModelRegistered, env: Envelope) -> list[ModelDeployed]:
+    """The push (which only starts the deploy), then the next tick (which finishes it)."""
+    started = deployer.handle(registered, env)
+    return started + [e for e in deployer.finish_deploys() if isinstance(e, ModelDeployed)]
+
+
 def promote(registrar: Registrar, deployer: Deployer, n: int, decision: str = "promote") -> list[ModelDeployed]:
     registered = register(registrar, n, decision)
-    return deployer.handle(registered, envelope_for(registered, event_id=f"registered-event-{n}"))
+    return deploy_now(deployer, registered, envelope_for(registered, event_id=f"registered-event-{n}"))
 
 
 def split(deployed: ModelDeployed) -> dict[str, int]:
@@ -208,7 +214,7 @@ def test_a_duplicate_registration_deploys_nothing_more(registrar, deployer, endp
     promote(registrar, deployer, 1)
     registered = register(registrar, 2)
     env = envelope_for(registered, event_id="registered-event-2")
-    [first] = deployer.handle(registered, env)
+    [first] = deploy_now(deployer, registered, env)
     [again] = deployer.handle(registered, env)
     assert len(endpoints.deploy_calls) == 2  # v1 and v2, once each
     assert split(again) == split(first) == {"1": 0, "2": 100}
@@ -222,7 +228,7 @@ def test_a_duplicate_registration_re_announces_the_same_event(registrar, registr
     promote(registrar, deployer, 1)
     registered = register(registrar, 2)
     env = envelope_for(registered, event_id="registered-event-2")
-    first = deployer.handle(registered, env)
+    first = deploy_now(deployer, registered, env)
     assert deployer.handle(registered, env) == first
 
 
@@ -250,3 +256,59 @@ def test_the_manifest_is_what_a_restarting_predictor_would_serve(registrar, depl
     [latest] = promote(registrar, deployer, 2)
     assert blobs.list("deployments/") == ["deployments/breast-cancer.json"]
     assert ModelDeployed.model_validate_json(blobs.get("deployments/breast-cancer.json")) == latest
+
+
+# ------------------------------------------------------------------------- the serving container's contract
+
+def test_each_version_carries_its_serving_containers_environment_and_routes(registry):
+    registrar = Registrar(registry, "predictor:test", "abc123", serving_env={"MLOPS_PROJECT": "p"})
+    register(registrar, 1)
+    register(registrar, 2, decision="reject")
+    first, second = registry.register_calls
+    assert first["artifact_uri"] == f"gs://test-bucket/models/{MODEL}/{evaluated(1).candidate_version}/"  # the folder
+    assert first["serving_env"] == {"MLOPS_PROJECT": "p", "MLOPS_PIPELINE": MODEL, "MLOPS_MODEL_VERSION": "1",
+                                    "MLOPS_ARTIFACT_CHECKSUM": evaluated(1).artifact_checksum}
+    assert second["serving_env"]["MLOPS_MODEL_VERSION"] == "2"
+    assert (first["predict_route"], first["health_route"]) == ("/predict", "/healthz")
+
+
+def test_a_deploy_is_started_by_the_push_and_finished_by_a_tick(registrar, registry, endpoints, specs, blobs):
+    specs.put(make_spec())
+    deployer = Deployer(registry, endpoints, specs, blobs, serving_service_account="serving@p.iam.gserviceaccount.com")
+    registered = register(registrar, 1)
+    env = envelope_for(registered, event_id="registered-event-1")
+    assert deployer.handle(registered, env) == []  # acked at once; nothing serves yet
+    assert deployer.handle(registered, env) == []  # a redelivery starts nothing more
+    [(_, version, percent, account)] = endpoints.start_deploy_calls
+    assert (version, percent, account) == ("1", 100, "serving@p.iam.gserviceaccount.com")
+    [deployed] = deployer.finish_deploys()
+    assert deployed.version_id == "1" and split(deployed) == {"1": 100}
+    assert deployer.finish_deploys() == []  # announced once
+
+
+def test_a_failed_deploy_is_a_stage_failed_with_the_reason_and_the_champion_keeps_serving(
+        registrar, deployer, endpoints):
+    promote(registrar, deployer, 1)
+    registered = register(registrar, 2)
+    endpoints.fail_next_deploy("Model server exited unexpectedly. Model server logs: predictor cannot start: boom")
+    assert deployer.handle(registered, envelope_for(registered, event_id="registered-event-2")) == []
+    [failed] = deployer.finish_deploys()
+    assert isinstance(failed, StageFailed) and failed.permanent and failed.input_event_id == "registered-event-2"
+    assert "predictor cannot start: boom" in failed.error_message
+    [endpoint] = endpoints.endpoints
+    assert {d.version_id: d.traffic_percent for d in endpoints.deployments(endpoint)} == {"1": 100}
+    assert deployer.finish_deploys() == []  # reported once
+    assert deployer.handle(registered, envelope_for(registered, event_id="registered-event-2")) == []  # no retry
+
+
+def test_a_second_champion_waits_for_the_deploy_in_flight(registrar, deployer, endpoints):
+    promote(registrar, deployer, 1)
+    second, third = register(registrar, 2), register(registrar, 3)
+    deployer.handle(second, envelope_for(second, event_id="registered-event-2"))
+    deployer.handle(third, envelope_for(third, event_id="registered-event-3"))
+    assert [c[1] for c in endpoints.start_deploy_calls] == ["1", "2"]  # one deploy per endpoint at a time
+    [deployed_2] = deployer.finish_deploys()  # 2 lands; 3 starts on this tick
+    assert deployed_2.version_id == "2" and [c[1] for c in endpoints.start_deploy_calls] == ["1", "2", "3"]
+    [deployed_3] = deployer.finish_deploys()
+    assert deployed_3.version_id == "3" and deployed_3.previous_version == "2"
+    assert split(deployed_3) == {"2": 0, "3": 100}

@@ -14,27 +14,32 @@ import pytest
 from evaluator.handler import Evaluator
 from mlops.core.errors import PermanentError
 from mlops.core.events import DataReady, ModelEvaluated, ModelTrained
-from mlops.ml.artifact import checksum
+from mlops.ml.artifact import folder_checksum, read_folder
 from mlops.ml.errors import InvalidInstancesError
 from mlops.ports.registry import VersionMeta
 from mlops.testing.contracts.trainer import SNAPSHOT_ROWS, load_snapshot
-from trainer.handler import RECORD_FILE, Trainer, candidate_id
+from trainer.handler import RECORD_SUFFIX, Trainer, candidate_id
 
 from .conftest import envelope_for, make_spec
 
 EVENT_ID = "5d1c2a0e-aaaa-4000-8000-000000000001"
-CANDIDATE_URI = "gs://test-bucket/models/breast-cancer/d0002-7f3a9c1e/model.zip"
+CANDIDATE_URI = "gs://test-bucket/models/breast-cancer/d0002-7f3a9c1e"  # artifacts are folders
 CANDIDATE_BYTES = b"the candidate model"
-CHAMPION_URI = "gs://test-bucket/models/breast-cancer/d0001-11111111/model.zip"
+CHAMPION_URI = "gs://test-bucket/models/breast-cancer/d0001-11111111"
 CHAMPION_BYTES = b"the champion model"
+
+
+def checksum(data: bytes) -> str:
+    """The checksum of a folder holding `data` as its one file (what the fixture below stores)."""
+    return folder_checksum({"model.json": data})
 
 
 @pytest.fixture(autouse=True)
 def snapshot_and_artifacts(warehouse, blobs) -> None:
     """The snapshot the example events name, and the artifacts of the candidate and the champion."""
     load_snapshot(warehouse, DataReady.example().snapshot_table)
-    blobs.put(CANDIDATE_URI, CANDIDATE_BYTES)
-    blobs.put(CHAMPION_URI, CHAMPION_BYTES)
+    blobs.put(f"{CANDIDATE_URI}/model.json", CANDIDATE_BYTES)
+    blobs.put(f"{CHAMPION_URI}/model.json", CHAMPION_BYTES)
 
 
 # ---------------------------------------------------------------------------------------------- trainer
@@ -61,14 +66,16 @@ def test_the_trainer_trains_the_spec_on_the_snapshot_and_announces_the_candidate
     assert trained.candidate_version == candidate
     assert trained.model_type == "LOGISTIC_REG"
     assert trained.backend == "scripted"
-    assert trained.artifact_uri == f"gs://test-bucket/models/breast-cancer/{candidate}/model.zip"
+    assert trained.artifact_uri == f"gs://test-bucket/models/breast-cancer/{candidate}"
     assert trained.artifact_checksum.startswith("sha256:") and len(trained.artifact_checksum) == 71
     assert trained.hyperparameters == {"l2_reg": "1.0"}
     assert (trained.feature_columns, trained.label_column) == (["mean_radius", "mean_texture"], "malignant")
     assert (trained.snapshot_table, trained.data_version) == (ready().snapshot_table, "d0002")
     assert (trained.train_rows, trained.train_seconds) == (SNAPSHOT_ROWS, 0.012346)  # AUTO_SPLIT: no split
-    assert checksum(blobs.get(trained.artifact_uri)) == trained.artifact_checksum
-    record = blobs.get(f"models/breast-cancer/{candidate}/{RECORD_FILE}")
+    assert folder_checksum(read_folder(blobs, trained.artifact_uri)) == trained.artifact_checksum
+    # The redelivery record sits beside the folder: the folder holds the artifact's files only.
+    assert read_folder(blobs, trained.artifact_uri).keys() == {"model.json"}
+    record = blobs.get(f"models/breast-cancer/{candidate}{RECORD_SUFFIX}")
     assert ModelTrained.model_validate_json(record) == trained
 
 
@@ -98,7 +105,7 @@ def test_an_error_the_backend_calls_permanent_becomes_a_permanent_error(trainer,
     gone = ready().model_copy(update={"snapshot_table": "test-project.mlops_snapshots.breast_cancer__d0009"})
     with pytest.raises(PermanentError, match="does not exist"):
         trainer.handle(gone, envelope_for(gone))
-    assert not any(path.endswith(RECORD_FILE) for path in blobs.list("models/"))
+    assert not any(path.endswith(RECORD_SUFFIX) for path in blobs.list("models/"))
 
 
 def test_a_spec_naming_a_column_the_snapshot_lacks_is_a_permanent_error(backend, specs, blobs):
@@ -112,7 +119,7 @@ def test_any_other_backend_error_is_left_for_a_retry_and_leaves_no_record(traine
     envelope = envelope_for(ready(), event_id=EVENT_ID)
     with pytest.raises(ConnectionError):
         trainer.handle(ready(), envelope)
-    assert not any(path.endswith(RECORD_FILE) for path in blobs.list("models/"))
+    assert not any(path.endswith(RECORD_SUFFIX) for path in blobs.list("models/"))
     backend.train_error = None
     [trained] = trainer.handle(ready(), envelope)  # the retry trains
     assert len(backend.train_calls) == 2 and trained.candidate_version == "d0002-5d1c2a0e"
@@ -122,7 +129,7 @@ def test_any_other_backend_error_is_left_for_a_retry_and_leaves_no_record(traine
 
 def add_champion(registry) -> str:
     meta = VersionMeta(artifact_uri=CHAMPION_URI, artifact_checksum=checksum(CHAMPION_BYTES), metrics={"roc_auc": 0.0})
-    version = registry.register_version("breast-cancer", "breast-cancer", CHAMPION_URI.rsplit("/", 1)[0] + "/",
+    version = registry.register_version("breast-cancer", "breast-cancer", CHAMPION_URI + "/",
                                         "img", {"source_event": "e0"}, [], json.dumps(meta.to_json()))
     registry.move_alias("breast-cancer", version.version_id, "champion")
     return version.version_id
@@ -263,7 +270,7 @@ def test_evaluating_an_unknown_pipeline_is_permanent(evaluator):
 
 def test_a_champion_whose_artifact_fails_its_checksum_is_no_bar(evaluator, backend, registry, blobs):
     version = add_champion(registry)
-    blobs.put(CHAMPION_URI, b"overwritten since it was registered")
+    blobs.put(f"{CHAMPION_URI}/model.json", b"overwritten since it was registered")
     backend.scores[trained_event().artifact_uri] = {"roc_auc": 0.85}
     evaluated = evaluate(evaluator)
     assert evaluated.decision == "promote"

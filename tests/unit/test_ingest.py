@@ -1,4 +1,4 @@
-"""Landing rows: system columns added, chunks stamped in order, bad files refused with every problem."""
+"""Landing rows: system columns added, a file landed whole in one load, bad files refused with every problem."""
 
 from __future__ import annotations
 
@@ -17,14 +17,24 @@ promotion: {metric: roc_auc}
 """)
 
 
-def test_rows_get_an_identity_and_chunks_are_stamped_in_order():
-    warehouse = InMemoryWarehouse()
+def test_rows_get_an_identity_and_a_file_lands_in_one_load_with_one_stamp():
+    class Loads(InMemoryWarehouse):
+        loads: list[int] = []
+
+        def insert_rows(self, table, rows, row_ids=None):
+            raise AssertionError("source rows land with a load, not streaming inserts")
+
+        def load_rows(self, table, rows):
+            self.loads.append(len(rows))
+            super().load_rows(table, rows)
+
+    warehouse = Loads()
     rows = [{"a": float(i), "b": "x", "y": i % 2} for i in range(1200)]
     assert ingest_rows(warehouse, SPEC, rows).rows == 1200
+    assert warehouse.loads == [1200]
     landed = warehouse.tables[warehouse.qualified("tiny")]
     assert len({r[ROW_ID_COLUMN] for r in landed}) == 1200
-    stamps = [r[INGESTED_AT_COLUMN] for r in landed]
-    assert stamps == sorted(stamps) and len(set(stamps)) == 3  # one per 500-row chunk
+    assert len({r[INGESTED_AT_COLUMN] for r in landed}) == 1  # the watcher sees all of it or none
     assert warehouse.table_columns("tiny")[:2] == [(ROW_ID_COLUMN, "STRING"), (INGESTED_AT_COLUMN, "TIMESTAMP")]
 
 
@@ -51,22 +61,25 @@ def test_ingesting_the_same_file_again_lands_nothing_twice():
     assert len(warehouse.tables[warehouse.qualified("tiny")]) == 700
 
 
-def test_a_retry_after_a_failure_half_way_lands_only_the_rest():
-    class FailsOnSecondChunk(InMemoryWarehouse):
+def test_a_retry_after_a_failed_load_lands_each_row_once():
+    class FailsFirstLoad(InMemoryWarehouse):
         calls = 0
 
-        def insert_rows(self, table, rows, row_ids=None):
+        def load_rows(self, table, rows):
             type(self).calls += 1
-            if type(self).calls == 2:
+            if type(self).calls == 1:
                 raise WarehouseError("the connection dropped")
-            super().insert_rows(table, rows, row_ids)
+            super().load_rows(table, rows)
 
-    warehouse = FailsOnSecondChunk()
+    warehouse = FailsFirstLoad()
     rows = [{"a": float(i), "b": "x", "y": i % 2} for i in range(1200)]
-    with pytest.raises(IngestError, match="500 landed before them"):
+    with pytest.raises(IngestError, match="none landed"):
         ingest_rows(warehouse, SPEC, rows)
+    assert warehouse.tables[warehouse.qualified("tiny")] == []
     retried = ingest_rows(warehouse, SPEC, rows)
-    assert (retried.rows, retried.already_there) == (700, 500)
+    assert (retried.rows, retried.already_there) == (1200, 0)
+    again = ingest_rows(warehouse, SPEC, rows)  # it did land, but the caller never heard so
+    assert (again.rows, again.already_there) == (0, 1200)
     landed = warehouse.tables[warehouse.qualified("tiny")]
     assert len(landed) == len({r[ROW_ID_COLUMN] for r in landed}) == 1200
 
@@ -78,3 +91,12 @@ def test_identical_lines_in_one_file_stay_two_rows_and_other_files_get_other_ids
     assert batch_row_ids([dict(r) for r in same]) == ids  # the same file, the same ids
     assert not set(batch_row_ids([{"a": 2.0, "b": "x", "y": 1}])) & set(ids)
     assert batch_row_ids([{ROW_ID_COLUMN: "abalone-7", "a": 1.0}]) == ["abalone-7"]  # its own id wins
+
+
+def test_a_large_file_ingested_again_lands_nothing_twice():
+    warehouse = InMemoryWarehouse()
+    rows = [{"a": float(i), "b": "x", "y": i % 2} for i in range(12_000)]  # above one presence query's ids
+    assert ingest_rows(warehouse, SPEC, rows).rows == 12_000
+    again = ingest_rows(warehouse, SPEC, [dict(r) for r in rows])
+    assert (again.rows, again.already_there) == (0, 12_000)
+    assert len(warehouse.tables[warehouse.qualified("tiny")]) == 12_000

@@ -13,6 +13,7 @@ from inference_logger.handler import InferenceLogger
 from mlops.core.events import Envelope, Event, Prediction, PredictionMade, decode
 from mlops.core.events.envelope import new_envelope
 from mlops.core.topology import PREDICTIONS_TABLE
+from mlops.ports.warehouse import WarehouseError
 from mlops.testing.memory import InMemoryEventBus, InMemoryWarehouse
 from mlops.testing.memory.bus import Published
 from predictor.batcher import LogBacklogFull, PredictionBatcher, batch_event_id
@@ -193,3 +194,57 @@ def test_overlapping_batches_pushed_at_once_write_each_request_id_once(
     for thread in threads:
         thread.join(10)
     assert rows(warehouse) == sorted(("p", f"r{j}") for j in range(225))
+
+
+class _SlowWarehouse(InMemoryWarehouse):
+    """Holds the first append until released, so pushes pile up behind a write under way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.appends: list[int] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.fail_next = False
+
+    def insert_rows(self, table, rows, row_ids=None):
+        if not self.appends:
+            self.entered.set()
+            self.release.wait(10)
+        self.appends.append(len(rows))
+        if self.fail_next:
+            self.fail_next = False
+            raise WarehouseError("append refused")
+        super().insert_rows(table, rows, row_ids)
+
+
+def test_pushes_arriving_during_a_write_share_the_next_round():
+    warehouse = _SlowWarehouse()
+    logger = InferenceLogger(warehouse)
+    first = made("p", "a")
+    leader = threading.Thread(target=logger.handle, args=(first, envelope_of(first, "evt-0")))
+    leader.start()
+    assert warehouse.entered.wait(10)  # the leader's append is under way: the others queue behind it
+    others = [made("p", f"b{i}", "a") for i in range(6)]
+    threads = [threading.Thread(target=logger.handle, args=(b, envelope_of(b, f"evt-{i + 1}")))
+               for i, b in enumerate(others)]
+    for thread in threads:
+        thread.start()
+    warehouse.release.set()
+    for thread in [leader, *threads]:
+        thread.join(10)
+    assert rows(warehouse) == [("p", "a"), *sorted(("p", f"b{i}") for i in range(6))]
+    assert sum(warehouse.appends) == 7 and len(warehouse.appends) < 7  # fewer appends than pushes
+
+
+def test_a_failed_round_fails_its_pushes_and_writes_nothing_so_a_redelivery_lands_once():
+    warehouse = _SlowWarehouse()
+    warehouse.release.set()
+    warehouse.fail_next = True
+    logger = InferenceLogger(warehouse)
+    batch = made("p", "a", "b")
+    with pytest.raises(WarehouseError):
+        logger.handle(batch, envelope_of(batch, "evt-1"))
+    assert rows(warehouse) == []
+    logger.handle(batch, envelope_of(batch, "evt-1"))  # Pub/Sub's redelivery
+    logger.handle(batch, envelope_of(batch, "evt-1"))
+    assert rows(warehouse) == [("p", "a"), ("p", "b")]

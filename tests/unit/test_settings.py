@@ -16,6 +16,9 @@ from mlops.core.settings import (
 from mlops.core.topology import DEAD_LETTER_TOPIC
 
 REQUIRED = {"MLOPS_PROJECT": "mlops-local", "MLOPS_BUCKET": "mlops-local-artifacts"}
+# What Vertex AI and the registrar give every serving container (the predictor's settings).
+SERVING = {"AIP_STORAGE_URI": "gs://vertex-copy/models/p/c1/", "MLOPS_PIPELINE": "p", "MLOPS_MODEL_VERSION": "1",
+           "MLOPS_ARTIFACT_CHECKSUM": "sha256:" + "0" * 64}
 
 
 def test_defaults_apply_when_only_the_required_variables_are_set():
@@ -101,25 +104,34 @@ def test_typed_values_are_converted():
     from predictor.settings import PredictorSettings
 
     settings = load_settings(PredictorSettings, "predictor",
-                             REQUIRED | {"MLOPS_LOG_INTERVAL_S": "0.25", "PREDICTOR_LOG_BATCH": "64"})
+                             REQUIRED | SERVING | {"MLOPS_LOG_INTERVAL_S": "0.25", "PREDICTOR_LOG_BATCH": "64"})
     assert settings.log_interval_s == 0.25 and settings.log_batch == 64
     with pytest.raises(SettingsError, match="MLOPS_LOG_BATCH"):
-        load_settings(PredictorSettings, "predictor", REQUIRED | {"MLOPS_LOG_BATCH": "0"})
+        load_settings(PredictorSettings, "predictor", REQUIRED | SERVING | {"MLOPS_LOG_BATCH": "0"})
 
 
 def test_platform_variables_are_read():
     from predictor.settings import PredictorSettings
 
-    environ = REQUIRED | {"AIP_PREDICT_ROUTE": "/v1/models/m:predict", "AIP_HEALTH_ROUTE": "/health"}
+    environ = REQUIRED | SERVING | {"AIP_PREDICT_ROUTE": "/v1/models/m:predict", "AIP_HEALTH_ROUTE": "/health",
+                                    "AIP_DEPLOYED_MODEL_ID": "123"}
     settings = load_settings(PredictorSettings, "predictor", environ)
     assert (settings.aip_predict_route, settings.aip_health_route) == ("/v1/models/m:predict", "/health")
+    assert (settings.aip_storage_uri, settings.aip_deployed_model_id) == ("gs://vertex-copy/models/p/c1/", "123")
+
+
+def test_a_serving_container_without_a_gs_folder_does_not_start():
+    from predictor.settings import PredictorSettings
+
+    with pytest.raises(SettingsError, match="AIP_STORAGE_URI"):
+        load_settings(PredictorSettings, "predictor", REQUIRED | SERVING | {"AIP_STORAGE_URI": "/tmp/model"})
 
 
 def test_platform_settings_have_defaults_and_can_be_set_the_usual_way():
     from predictor.settings import PredictorSettings
 
-    assert load_settings(PredictorSettings, "predictor", dict(REQUIRED)).aip_predict_route == "/predict"
-    environ = REQUIRED | {"MLOPS_AIP_HEALTH_ROUTE": "/h", "PREDICTOR_AIP_PREDICT_ROUTE": "/mine"}
+    assert load_settings(PredictorSettings, "predictor", REQUIRED | SERVING).aip_predict_route == "/predict"
+    environ = REQUIRED | SERVING | {"MLOPS_AIP_HEALTH_ROUTE": "/h", "PREDICTOR_AIP_PREDICT_ROUTE": "/mine"}
     settings = load_settings(PredictorSettings, "predictor", environ)
     assert (settings.aip_predict_route, settings.aip_health_route) == ("/mine", "/h")
 
@@ -139,7 +151,7 @@ def test_describe_includes_a_services_own_settings():
     from predictor.settings import PredictorSettings
 
     names = {name for name, _, _ in describe(PredictorSettings)}
-    assert {"MLOPS_DEFAULT_PIPELINE", "MLOPS_AIP_PREDICT_ROUTE", "MLOPS_LOG_BATCH", "MLOPS_PROJECT"} <= names
+    assert {"MLOPS_AIP_STORAGE_URI", "MLOPS_AIP_PREDICT_ROUTE", "MLOPS_LOG_BATCH", "MLOPS_PROJECT"} <= names
 
 
 def test_training_settings_pick_the_backend():

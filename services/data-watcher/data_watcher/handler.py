@@ -24,7 +24,18 @@ from datetime import UTC, datetime
 import structlog
 
 from mlops.core.errors import PermanentError
-from mlops.core.events import DataReady, DataSkipped, Envelope, SkipCause, StageFailed, TickReason, Trigger, WatchTick
+from mlops.core.events import (
+    DataReady,
+    DataSkipped,
+    Envelope,
+    MonitoringBreached,
+    SkipCause,
+    StageFailed,
+    TickReason,
+    Trigger,
+    WatchTick,
+)
+from mlops.core.events.envelope import parse_time
 from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN, PipelineSpec, snapshot_table_id, spec_problems
 from mlops.ml.drift import psi_between
 from mlops.ports.specs import SpecStore, UnknownPipeline
@@ -98,6 +109,26 @@ def decide(spec: PipelineSpec, status: SourceStatus, last: SnapshotRecord | None
                            skipped=SkipCause.BELOW_THRESHOLDS)
 
 
+def decide_on_breach(spec: PipelineSpec, status: SourceStatus, last: SnapshotRecord | None,
+                     breach: MonitoringBreached) -> RetrainDecision:
+    """A breach retrains on the source as it is now, whatever the new-row thresholds say, once per
+    window: a snapshot taken after the window closed (for this breach, another feature's, or new
+    rows) already holds everything the window could teach. Only rows the last model has not seen
+    can teach it the shift, so none new is a skip too."""
+    what = f"monitoring: {breach.why or breach.measure}"
+    if last is not None and last.created_at >= parse_time(breach.window_end):
+        return RetrainDecision(None, f"{what}; already retrained since that window closed (snapshot "
+                                     f"{last.data_version}, trigger {last.trigger})", skipped=SkipCause.NO_NEW_ROWS)
+    if status.new_rows == 0 or status.watermark is None:
+        return RetrainDecision(None, f"{what}; but no new rows in {spec.source.table} to retrain on",
+                               skipped=SkipCause.NO_NEW_ROWS)
+    if status.total_rows < spec.retrain.min_rows:
+        return RetrainDecision(None, f"{what}; but {spec.source.table} has {status.total_rows} rows, fewer than "
+                                     f"min_rows {spec.retrain.min_rows}", skipped=SkipCause.TOO_FEW_ROWS)
+    trigger = Trigger.DEGRADATION if breach.trigger == Trigger.DEGRADATION else Trigger.DRIFT
+    return RetrainDecision(trigger, what, breach.value if trigger == Trigger.DRIFT else None)
+
+
 def next_data_version(last: SnapshotRecord | None) -> str:
     number = int(last.data_version.lstrip("d")) + 1 if last else 1
     return f"d{number:04d}"
@@ -119,6 +150,8 @@ class DataWatcher:
         pipeline) `stage.failed` for a spec that does not fit its table. Output ids derive from the
         tick's id, so a redelivered tick re-announces the same snapshot, or the same decision when
         nothing changed in between (a skip has no effect to repeat, so it is judged again)."""
+        if tick.reason == TickReason.HEARTBEAT:
+            return []  # for work in flight elsewhere (the deployer's deploys), not a look at the data
         names = [tick.pipeline] if tick.pipeline else self._specs.names()
         out: list[DataReady | DataSkipped | StageFailed] = []
         with self._lock:
@@ -144,7 +177,24 @@ class DataWatcher:
                 out.append(event)
         return out
 
-    def watch(self, spec: PipelineSpec, reason: TickReason, source_event_id: str) -> DataReady | DataSkipped:
+    def on_breach(self, breach: MonitoringBreached, envelope: Envelope) -> list[DataReady | DataSkipped]:
+        """A monitoring check of the served model crossed its threshold and asks for a retrain
+        (`trigger` drift or degradation): snapshot the source now, below the new-row thresholds,
+        at most once per pipeline and window (the monitor repeats a breach on every tick of the
+        window, and several features may drift at once: the first one in a window retrains)."""
+        if breach.trigger is None:
+            return []  # an alert only (quality, freshness, canary): nothing for the watcher to do
+        try:
+            spec = self._specs.get(breach.pipeline, fresh=True)
+        except UnknownPipeline as error:
+            log.warning("breach for an unknown pipeline", pipeline=breach.pipeline, error=str(error))
+            return []
+        with self._lock:
+            # Keyed on the breach event as a tick is: a redelivery re-announces the same snapshot.
+            return [self.watch(spec, TickReason.SCHEDULE, f"{envelope.id}/{spec.name}", breach=breach)]
+
+    def watch(self, spec: PipelineSpec, reason: TickReason, source_event_id: str,
+              breach: MonitoringBreached | None = None) -> DataReady | DataSkipped:
         done = self._warehouse.snapshot_for_event(source_event_id)
         if done is not None:  # a redelivered tick: announce the same snapshot again, make no new one
             log.info("tick already handled; re-announcing its snapshot", data_version=done.data_version)
@@ -166,6 +216,8 @@ class DataWatcher:
         status = self._warehouse.source_status(spec.source.table, last.watermark if last else None)
         drift_score = self._drift_score(spec, last, status)
         decision = decide(spec, status, last, reason, drift_score)
+        if breach is not None:
+            decision = decide_on_breach(spec, status, last, breach)
         if decision.trigger is None or status.watermark is None:  # (decide skips without a watermark)
             return self._skip(spec, reason, decision, status, last)
         data_version = next_data_version(last)

@@ -1,21 +1,34 @@
 """inference-logger: every served prediction becomes one row of the `predictions` table, once.
 
-The predictor already batches (one `prediction.made` carries up to hundreds of predictions), so one
-push is one query and one streaming insert. Rows are keyed on (pipeline, request id), not on the
-event: before writing, the logger asks which of the batch's request ids the pipeline has already
-logged and writes only the others (and one row per request id within the batch). So a redelivered
-batch, a batch the predictor re-published under another event id (a publish that timed out but
-landed), or a client's retry with the same request id adds no row twice. Insert ids cannot do this
-(bqemulator ignores them; BigQuery dedupes them only best-effort).
+The predictor already batches (one `prediction.made` carries up to hundreds of predictions), and
+pushes that arrive together are written together (group commit): the first push to find no write
+under way writes every batch waiting at that moment, plus those that arrive meanwhile, in rounds, and
+each push answers once its own rows are written (or with the round's error, so Pub/Sub redelivers
+it). A round is one presence read and one Storage Write API append for all its batches, however
+many there are: under load, rows per round grow instead of rounds queueing up, so throughput follows
+the arrival rate (docs/performance.md, `logging`).
 
-The check and the insert run under one lock, so two overlapping batches pushed at the same time
-cannot both find a request id missing. Across instances that lock does not reach: the service runs
-as one instance (deploy/), like the other stages whose effects are checked before they are made.
+Rows are keyed on (pipeline, request id), not on the event: before writing, a round asks which of
+its request ids each pipeline has already logged and writes only the others (and one row per
+request id within the round). So a redelivered batch, a batch the predictor re-published under
+another event id (a publish that timed out but landed), or a client's retry with the same request
+id adds no row twice. The append itself carries its stream offset, so the adapter's resend of an
+append whose answer was lost lands once too. Insert ids cannot do this (bqemulator ignores them;
+BigQuery dedupes them only best-effort).
+
+Rounds never overlap (one writer at a time), so two overlapping batches cannot both find a request
+id missing. Across instances that does not reach: the service runs as one instance (deploy/), like
+the other stages whose effects are checked before they are made.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections import defaultdict
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -25,29 +38,90 @@ from mlops.ports.warehouse import Warehouse
 
 log = structlog.get_logger("inference-logger")
 
+# Request ids per presence read (the row restriction of a read session is limited to 1 MB).
+PRESENCE_CHECK_IDS = 10_000
+
+
+@dataclass
+class _Pending:
+    made: PredictionMade
+    event_id: str
+    done: Future[int] = field(default_factory=Future)
+
 
 class InferenceLogger:
     def __init__(self, warehouse: Warehouse):
         self._warehouse = warehouse
-        self._lock = threading.Lock()
+        self._guard = threading.Lock()
+        self._waiting: list[_Pending] = []
+        self._writing = False
+        self.rounds = 0  # for /healthz and the benchmark: rounds written, rows per round
+        self.rows_written = 0
 
     def handle(self, made: PredictionMade, envelope: Envelope) -> list:
-        with self._lock:
-            ids = [p.request_id for p in made.predictions]
-            logged = self._warehouse.present_values(PREDICTIONS_TABLE, "request_id", ids,
-                                                    where={"pipeline": made.pipeline})
-            rows, seen = [], set(logged)
-            for index, prediction in enumerate(made.predictions):
-                if prediction.request_id in seen:
-                    continue
-                seen.add(prediction.request_id)
-                rows.append((f"{envelope.id}/{index}",
-                             {"event_id": envelope.id, "pipeline": made.pipeline, **prediction.model_dump()}))
-            if rows:
-                self._warehouse.insert_rows(PREDICTIONS_TABLE, [row for _, row in rows],
-                                            row_ids=[row_id for row_id, _ in rows])
-        skipped = len(made.predictions) - len(rows)
+        pending = _Pending(made, envelope.id)
+        with self._guard:
+            self._waiting.append(pending)
+            lead = not self._writing
+            self._writing = self._writing or lead
+        if lead:
+            self._write_rounds()
+        written = pending.done.result()  # raises the round's error: the push answers 503, Pub/Sub redelivers
+        skipped = len(made.predictions) - written
         if skipped:
-            log.info("request ids already logged; skipped", skipped=skipped, rows=len(rows))
-        log.info("logged predictions", rows=len(rows))
+            log.info("request ids already logged; skipped", skipped=skipped, rows=written)
+        log.info("logged predictions", rows=written)
         return []
+
+    def _write_rounds(self) -> None:
+        """Write what waits, round after round, until nothing does; then let the next push lead."""
+        while True:
+            with self._guard:
+                batch, self._waiting = self._waiting, []
+                if not batch:
+                    self._writing = False
+                    return
+            try:
+                counts = self._write(batch)
+            except BaseException as error:  # every push of the round fails alike; the next round is theirs
+                for pending in batch:
+                    pending.done.set_exception(error)
+                continue
+            for pending, count in zip(batch, counts, strict=True):
+                pending.done.set_result(count)
+
+    def _write(self, batch: list[_Pending]) -> list[int]:
+        by_pipeline: dict[str, list[str]] = defaultdict(list)
+        for pending in batch:
+            by_pipeline[pending.made.pipeline].extend(p.request_id for p in pending.made.predictions)
+        started = time.perf_counter()
+        seen: dict[str, set[str]] = {}
+        for pipeline, ids in by_pipeline.items():
+            unique = list(dict.fromkeys(ids))
+            logged: set[str] = set()
+            for start in range(0, len(unique), PRESENCE_CHECK_IDS):
+                logged |= self._warehouse.present_values(PREDICTIONS_TABLE, "request_id",
+                                                         unique[start:start + PRESENCE_CHECK_IDS],
+                                                         where={"pipeline": pipeline})
+            seen[pipeline] = logged
+        rows: list[dict[str, Any]] = []
+        counts = []
+        for pending in batch:
+            known = seen[pending.made.pipeline]
+            before = len(rows)
+            for prediction in pending.made.predictions:
+                if prediction.request_id in known:
+                    continue
+                known.add(prediction.request_id)
+                rows.append({"event_id": pending.event_id, "pipeline": pending.made.pipeline,
+                             **prediction.model_dump()})
+            counts.append(len(rows) - before)
+        checked = time.perf_counter()
+        if rows:
+            self._warehouse.insert_rows(PREDICTIONS_TABLE, rows)
+        log.info("round written", pushes=len(batch), rows=len(rows),
+                 presence_ms=round((checked - started) * 1000, 1),
+                 append_ms=round((time.perf_counter() - checked) * 1000, 1))
+        self.rounds += 1
+        self.rows_written += len(rows)
+        return counts

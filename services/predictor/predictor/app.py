@@ -1,16 +1,24 @@
-"""predictor's HTTP entry point, on Vertex AI's custom-container contract.
+"""predictor's HTTP entry point: a Vertex AI custom serving container for ONE model version.
 
-- `POST $AIP_PREDICT_ROUTE` (default `/predict`) and `POST /predict/<pipeline>`:
+Vertex AI starts one container per deployed model version, with `AIP_STORAGE_URI` (the version's
+artifact folder; in the cloud a Vertex-managed gs:// copy), `AIP_HTTP_PORT`, `AIP_PREDICT_ROUTE`,
+`AIP_HEALTH_ROUTE`, `AIP_DEPLOYED_MODEL_ID`, and the environment the registrar put on the version
+(`MLOPS_PIPELINE`, `MLOPS_MODEL_VERSION`, `MLOPS_ARTIFACT_CHECKSUM`, `MLOPS_PROJECT`, ...). At start
+it loads that artifact, checksum verified, and refuses to start (one line on stderr, exit code 4)
+when it cannot: a container that never answers its health route fails the DeployModel with that
+line, and the endpoint keeps serving what it served. The traffic split between versions is the
+endpoint's: nothing here routes, swaps or listens to events.
+
+- `POST $AIP_PREDICT_ROUTE` (default `/predict`):
   `{"instances": [...], "parameters": {...}}` -> `{"predictions": [...], "deployedModelId", "modelVersionId"}`.
-- `GET $AIP_HEALTH_ROUTE` (default `/healthz`).
-- `POST /push`: `model.deployed` from Pub/Sub, to pick up a new deployment without a restart.
-Listens on `$AIP_HTTP_PORT` when Vertex AI sets it (gunicorn's bind), like any Cloud Run service.
+- `GET $AIP_HEALTH_ROUTE` (default `/healthz`): 200 once the model is loaded (the port opens only then).
+Listens on `$AIP_HTTP_PORT` (gunicorn's bind, see the Dockerfile).
 
 Every answer is JSON. A request is refused with the one problem that stops it: 413 past the body or
 instance limits, 400 for a body that is not the documented shape (naming what is wrong) or for
-instances that do not fit the model (listing each problem), 404 for a pipeline that does not exist,
-503 (with Retry-After) for one whose first model is not deployed yet or while predictions cannot
-be logged. Limits and policies are settings (`predictor/settings.py`).
+instances that do not fit the model (listing each problem), 404 for `parameters.pipeline` naming
+another pipeline, 503 (with Retry-After) while predictions cannot be logged. Limits and policies are
+settings (`predictor/settings.py`).
 """
 
 from __future__ import annotations
@@ -18,33 +26,29 @@ from __future__ import annotations
 import atexit
 import json
 import re
-import threading
+import sys
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from mlops import runtime
-from mlops.core.events import ModelDeployed, Prediction
+from mlops.core.errors import PermanentError
+from mlops.core.events import Prediction
 from mlops.core.events.envelope import now_rfc3339
-from mlops.core.layout import spec_path
 from mlops.core.log import configure_logging, get_logger
-from mlops.core.settings import load_settings
-from mlops.core.spec import NAME_PATTERN
+from mlops.core.settings import SettingsError, load_settings
 from mlops.ml.features import NullPolicy, ServingPolicy, UnseenPolicy
 from mlops.ml.warmup import warm_up
 from mlops.ports.blobs import BlobStore
-from mlops.runtime.push import Route, json_body
-from mlops.runtime.readers import readers
+from mlops.ports.bus import EventBus
+from mlops.runtime.push import install_json_errors, json_body
 from predictor.batcher import LogBacklogFull, PredictionBatcher
-from predictor.loading import load_model_from_store
-from predictor.serving import ModelServer
+from predictor.loading import load_served_model
+from predictor.serving import Served
 from predictor.settings import PredictorSettings
-from predictor.startup import restore_deployments
 
 SERVICE = "predictor"
 log = get_logger(SERVICE)
@@ -52,57 +56,58 @@ log = get_logger(SERVICE)
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=@-]+$")
 MAX_PROBLEMS_LISTED = 50
 RETRY_AFTER_S = "5"
-_PIPELINE_NAME = re.compile(NAME_PATTERN)
+# gunicorn's own code for "the application could not be loaded": it stops instead of booting again.
+EXIT_CANNOT_START = 4
+
+
+def refuse_to_start(message: str) -> NoReturn:
+    """One line on stderr (what Vertex AI shows as the container's error) and a non-zero exit."""
+    print(message.replace("\n", " "), file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_CANNOT_START)
 
 
 def create_app() -> Flask:
-    settings = load_settings(PredictorSettings, SERVICE)
+    try:
+        settings = load_settings(PredictorSettings, SERVICE)
+    except SettingsError as error:
+        refuse_to_start(str(error))
     configure_logging(settings.service, settings.log_level)
-    blobs = runtime.blob_store(settings)
-    warm_up()  # the first deployment's load and first request must not pay one-off start-up costs
-    server = ModelServer(loader=lambda uri, checksum: load_model_from_store(blobs, uri, checksum),
-                         bucket=settings.bucket)
-    bus = runtime.event_bus(settings)
-    batcher = PredictionBatcher(bus, settings.service, interval=settings.log_interval_s, max_batch=settings.log_batch,
-                                durable=settings.log_durable, max_pending=settings.log_max_pending)
+    warm_up()  # the first request must not pay one-off start-up costs
+    # The model's folder is in a bucket of Vertex AI's (its copy of the version's artifactUri), not the project's.
+    storage = settings.model_copy(update={"bucket": settings.aip_storage_uri[len("gs://"):].partition("/")[0]})
+    app, batcher = build_app(settings, runtime.blob_store(storage), runtime.event_bus(settings))
     atexit.register(batcher.close)  # gunicorn's graceful stop (SIGTERM) exits the worker through atexit
-    restore_deployments(server, blobs, readers(settings).registry if settings.verify_with_registry else None)
-    app = runtime.push_app(
-        settings, {ModelDeployed.EVENT_TYPE: Route(server.handle_deployed)}, bus=bus,
-        health=lambda: {"serving": server.pipelines(), "logged": batcher.published, "pending": batcher.pending,
-                        "durable": batcher.durable},
-    )
-    register_prediction_routes(app, server, batcher, settings, PipelineCatalog(blobs).exists)
     return app
 
 
-class PipelineCatalog:
-    """Whether a pipeline exists (its spec is in the bucket), so an unknown name answers 404 and a known
-    one without a deployment 503. Answers are cached a few seconds and the cache is bounded, so
-    requests for made-up names cost at most one bucket read per name and period."""
+def build_app(settings: PredictorSettings, blobs: BlobStore, bus: EventBus) -> tuple[Flask, PredictionBatcher]:
+    """The app serving the model in `AIP_STORAGE_URI`, loaded and verified first: refuses to start
+    (SystemExit, one line on stderr) when it cannot be."""
+    uri = settings.aip_storage_uri
+    try:
+        model = load_served_model(blobs, uri, settings.artifact_checksum)
+    except PermanentError as error:
+        refuse_to_start(f"predictor cannot start: the model in {uri} cannot be served: {error}")
+    except Exception as error:  # noqa: BLE001 - storage unreachable: the platform starts the container again
+        refuse_to_start(f"predictor cannot start: reading {uri} failed: {type(error).__name__}: {error}")
+    served = Served(settings.pipeline, settings.model_version, settings.aip_deployed_model_id,
+                    settings.artifact_checksum, model)
+    log.info("serving", pipeline=served.pipeline, version=served.version_id,
+             deployed_model_id=served.deployed_model_id, uri=uri)
+    batcher = PredictionBatcher(bus, settings.service, interval=settings.log_interval_s, max_batch=settings.log_batch,
+                                durable=settings.log_durable, max_pending=settings.log_max_pending)
+    app = Flask(SERVICE)
+    app.config["SERVED"] = served
+    install_json_errors(app)
 
-    def __init__(self, blobs: BlobStore, ttl_s: float = 5.0, max_names: int = 1024):
-        self._blobs = blobs
-        self._ttl = ttl_s
-        self._max = max_names
-        self._known: OrderedDict[str, tuple[float, bool]] = OrderedDict()
-        self._lock = threading.Lock()
+    @app.get(settings.aip_health_route)
+    def health() -> Response:
+        return jsonify(status="ok", pipeline=served.pipeline, version=served.version_id,
+                       deployedModelId=served.deployed_model_id, logged=batcher.published,
+                       pending=batcher.pending, durable=batcher.durable)
 
-    def exists(self, pipeline: str) -> bool:
-        if not _PIPELINE_NAME.match(pipeline):
-            return False
-        now = time.monotonic()
-        with self._lock:
-            hit = self._known.get(pipeline)
-        if hit is not None and now - hit[0] < self._ttl:
-            return hit[1]
-        exists = self._blobs.exists(spec_path(pipeline))
-        with self._lock:
-            self._known[pipeline] = (now, exists)
-            self._known.move_to_end(pipeline)
-            while len(self._known) > self._max:
-                self._known.popitem(last=False)
-        return exists
+    register_prediction_routes(app, served, batcher, settings)
+    return app, batcher
 
 
 class Refused(Exception):
@@ -134,8 +139,8 @@ def _describe(value: Any) -> str:
     return f"an {name}" if name[0] in "aeiou" else f"a {name}"
 
 
-def parse_request(pipeline: str | None, settings: PredictorSettings) -> tuple[str, str, list[dict[str, Any]]]:
-    """(pipeline, request id, instances) of a predict request, or Refused with the exact problem."""
+def parse_request(served: Served, settings: PredictorSettings) -> tuple[str, list[dict[str, Any]]]:
+    """(request id, instances) of a predict request, or Refused with the exact problem."""
     body, problem = json_body()
     shape = 'expected a JSON object {"instances": [{...}, ...], "parameters": {...}}'
     if problem is not None:
@@ -164,10 +169,11 @@ def parse_request(pipeline: str | None, settings: PredictorSettings) -> tuple[st
     named = parameters.get("pipeline")
     if named is not None and not isinstance(named, str):
         raise Refused(400, f"parameters.pipeline is {_describe(named)}, not a string")
-    pipeline = pipeline or named or settings.default_pipeline
-    if not pipeline:
-        raise Refused(400, "which pipeline? use /predict/<pipeline> or parameters.pipeline")
-    return pipeline, request_id_of(parameters, settings), instances
+    if named is not None and named != served.pipeline:
+        # Each endpoint serves one pipeline's versions: a caller that names another is on the wrong one.
+        raise Refused(404, f"this endpoint serves pipeline {served.pipeline!r}, not {named[:60]!r}: call that "
+                           f"pipeline's endpoint")
+    return request_id_of(parameters, settings), instances
 
 
 def request_id_of(parameters: dict[str, Any], settings: PredictorSettings) -> str:
@@ -189,8 +195,8 @@ def request_id_of(parameters: dict[str, Any], settings: PredictorSettings) -> st
     return given
 
 
-def register_prediction_routes(app: Flask, server: ModelServer, batcher: PredictionBatcher,
-                               settings: PredictorSettings, pipeline_exists: Callable[[str], bool]) -> None:
+def register_prediction_routes(app: Flask, served: Served, batcher: PredictionBatcher,
+                               settings: PredictorSettings) -> None:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     policy = ServingPolicy(nulls=NullPolicy(settings.null_features), unseen=UnseenPolicy(settings.unseen_categories))
 
@@ -199,23 +205,17 @@ def register_prediction_routes(app: Flask, server: ModelServer, batcher: Predict
         return jsonify(error=f"the body is larger than {settings.max_body_bytes} bytes (MLOPS_MAX_BODY_BYTES): "
                              f"send fewer instances per request", status=413), 413
 
-    def predict(pipeline: str | None) -> tuple[Response, int, dict[str, str]] | Response:
+    def predict() -> tuple[Response, int, dict[str, str]] | Response:
         started = time.perf_counter()
         try:
-            return serve(*parse_request(pipeline, settings), started)
+            return serve(*parse_request(served, settings), started)
         except Refused as refused:
             return refused.response()
 
-    def serve(pipeline: str, request_id: str, instances: list[dict[str, Any]], started: float) -> Response:
-        if not server.serves(pipeline):
-            if not pipeline_exists(pipeline):
-                raise Refused(404, f"no pipeline {pipeline[:60]!r}: see `mlops pipeline list`")
-            raise Refused(503, f"no model is deployed for pipeline {pipeline!r} yet; retry later",
-                          headers={"Retry-After": RETRY_AFTER_S})
-        served = server.routing(pipeline).pick(request_id)
+    def serve(request_id: str, instances: list[dict[str, Any]], started: float) -> Response:
         problems = served.model.serving_problems(instances, policy)
         if problems:
-            raise Refused(400, f"instances do not fit the features of {pipeline} version {served.version_id}",
+            raise Refused(400, f"instances do not fit the features of {served.pipeline} version {served.version_id}",
                           problems)
         values, scores = served.model.predict(instances)
         latency_ms = (time.perf_counter() - started) * 1000
@@ -223,9 +223,11 @@ def register_prediction_routes(app: Flask, server: ModelServer, batcher: Predict
         predicted_at = now_rfc3339()
         ids = [request_id] if len(instances) == 1 else [f"{request_id}:{i}" for i in range(len(instances))]
         try:
-            ticket = batcher.add(pipeline, [
+            ticket = batcher.add(served.pipeline, [
                 Prediction(
-                    request_id=rid, model_version=served.version_id, features=json.dumps(instance, sort_keys=True),
+                    request_id=rid, model_version=served.version_id,
+                    deployed_model_id=served.deployed_model_id or None,
+                    features=json.dumps(instance, sort_keys=True),
                     predicted_label=str(value) if classifier else None,
                     predicted_value=None if classifier else float(value),
                     score=score, latency_ms=latency_ms, predicted_at=predicted_at,
@@ -238,17 +240,15 @@ def register_prediction_routes(app: Flask, server: ModelServer, batcher: Predict
         if ticket is not None and not ticket.wait(settings.log_durable_timeout_s):
             # Not answered, so it may be retried with the same request id: the logger keeps one row.
             raise Refused(503, f"the prediction could not be logged within {settings.log_durable_timeout_s:g} s "
-                               f"(durable mode); retry with the same X-Request-Id",
+                               f"(durable mode); retry with the same parameters.request_id",
                           headers={"Retry-After": RETRY_AFTER_S})
         predictions = []
         for instance, value, score in zip(instances, values, scores, strict=True):
             answer: dict[str, Any] = {"label": str(value), "score": score} if classifier else {"value": float(value)}
             answer.update(served.model.serving_notes(instance))
             predictions.append(answer)
+        # Vertex AI answers callers with `predictions` (and its own ids); the rest is for direct calls.
         return jsonify(predictions=predictions, deployedModelId=served.deployed_model_id,
                        modelVersionId=served.version_id, requestId=request_id)
 
-    app.add_url_rule(settings.aip_predict_route, "predict_default", lambda: predict(None), methods=["POST"])
-    app.add_url_rule("/predict/<pipeline>", "predict_pipeline", predict, methods=["POST"])
-    if settings.aip_health_route != "/healthz":
-        app.add_url_rule(settings.aip_health_route, "aip_health", lambda: jsonify(status="ok"))
+    app.add_url_rule(settings.aip_predict_route, "predict", predict, methods=["POST"])

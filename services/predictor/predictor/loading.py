@@ -1,28 +1,33 @@
-"""Loading the model a predictor serves: the artifact's bytes, verified, in a servable form."""
+"""Loading the model a predictor serves: the artifact folder's files, verified, in a servable form.
+
+One serving path for every model family and both trainer backends (`mlops.ml.artifact`): a dot
+product over the portable linear artifact (`model.json`), or XGBoost's in-place prediction over
+BigQuery ML's export layout (`model.bst` + `assets/`). No pickled or skops-serialized estimator, and
+no scikit-learn, is needed to serve.
+"""
 
 from __future__ import annotations
 
 from mlops.core.errors import PermanentError
 from mlops.core.log import get_logger
-from mlops.ml.artifact import loads_model
+from mlops.ml.artifact import load_artifact, read_folder
 from mlops.ml.errors import InputError
-from mlops.ml.fastpath import compile_model
 from mlops.ports.blobs import BlobNotFound, BlobStore
 from predictor.serving import ServableModel
 
 log = get_logger("predictor")
 
 
-def load_model_from_store(blobs: BlobStore, uri: str, checksum: str) -> ServableModel:
-    """The verified artifact, compiled for serving when possible (same outputs, ~50x less CPU a row).
+def load_served_model(blobs: BlobStore, folder_uri: str, checksum: str) -> ServableModel:
+    """The model version in the artifact folder `folder_uri` (`gs://<bucket>/models/<pipeline>/<candidate>`),
+    verified against `checksum` (`mlops.ml.artifact.folder_checksum`).
 
-    An artifact that can never load is a `PermanentError` (a checksum mismatch, bytes that are not a
-    model, types outside the allow-list, no object at the URI): redelivering the event reads the same
-    bytes. A storage failure is raised as it is (transient)."""
+    An artifact that can never load is a `PermanentError` (a checksum mismatch, files that are not a
+    model, an empty or missing folder, a booster format xgboost cannot read): loading again reads the
+    same bytes. A storage failure is raised as it is (transient)."""
     try:
-        model = loads_model(blobs.get(uri), expected_checksum=checksum)
+        model = load_artifact(read_folder(blobs, folder_uri), expected_checksum=checksum)
     except (InputError, BlobNotFound) as error:
-        raise PermanentError(f"{uri}: {error}") from error
-    compiled = compile_model(model)
-    log.info("model loaded", uri=uri, serving="compiled" if compiled else "scikit-learn")
-    return compiled or model
+        raise PermanentError(f"{folder_uri}: {error}") from error
+    log.info("model loaded", uri=folder_uri, model_type=model.model_type.value, family=type(model).__name__)
+    return model

@@ -1,4 +1,5 @@
-"""The predictor's settings: the common ones, Vertex AI's custom-container variables, and its limits."""
+"""The predictor's settings: the common ones, Vertex AI's custom-container variables, the model
+version it serves (set by the registrar on the version's container), and its limits."""
 
 from __future__ import annotations
 
@@ -10,7 +11,18 @@ from mlops.core.settings import CommonSettings
 
 
 class PredictorSettings(CommonSettings):
-    default_pipeline: str | None = Field(None, description="Pipeline served on the bare predict route.")
+    # The model comes from AIP_STORAGE_URI (a Vertex-managed copy in the cloud), not the project's bucket.
+    bucket: str = Field("", description="Unused by the predictor: its model is read from AIP_STORAGE_URI.")
+    aip_storage_uri: str = Field(description="Vertex AI sets AIP_STORAGE_URI: the gs:// folder of the model "
+                                 "version's artifact.", pattern=r"^gs://[^/]+/.*",
+                                 validation_alias=AliasChoices("aip_storage_uri", "AIP_STORAGE_URI"))
+    aip_deployed_model_id: str = Field("", description="Vertex AI sets AIP_DEPLOYED_MODEL_ID: recorded with "
+                                       "each prediction.",
+                                       validation_alias=AliasChoices("aip_deployed_model_id", "AIP_DEPLOYED_MODEL_ID"))
+    pipeline: str = Field(description="The pipeline whose model this container serves (set by the registrar).")
+    model_version: str = Field(description="The registry version served (set by the registrar).")
+    artifact_checksum: str = Field(description="sha256 of the artifact, verified before serving (set by the "
+                                   "registrar).", pattern=r"^sha256:[0-9a-f]{64}$")
     aip_predict_route: str = Field("/predict", description="Vertex AI sets AIP_PREDICT_ROUTE.",
                                    validation_alias=AliasChoices("aip_predict_route", "AIP_PREDICT_ROUTE"))
     aip_health_route: str = Field("/healthz", description="Vertex AI sets AIP_HEALTH_ROUTE.",
@@ -38,5 +50,3 @@ class PredictorSettings(CommonSettings):
     unseen_categories: Literal["refuse", "ignore"] = Field("refuse", description="A category the model never saw in "
                                             "training: 'refuse' answers 400 naming it; 'ignore' scores it with "
                                             "weight 0 (BigQuery ML's rule) and names it in the answer's 'unseen'.")
-    verify_with_registry: bool = Field(True, description="At start, take each restored deployment's artifact and "
-                                       "checksum from the model registry, not from the manifest in the bucket.")

@@ -27,10 +27,19 @@ class RegistrarSettings(CommonSettings):
     )
 
 
+def serving_env(settings: RegistrarSettings) -> dict[str, str]:
+    """What the project tells every serving container (Vertex AI gives it nothing else): where to
+    publish predictions and metrics, and how to log. The version's own variables are the handler's."""
+    env = {"MLOPS_PROJECT": settings.project, "MLOPS_LOCATION": settings.location,
+           "MLOPS_METRICS_SINK": settings.metrics_sink, "MLOPS_LOG_LEVEL": settings.log_level,
+           "MLOPS_CODE_VERSION": settings.code_version, "MLOPS_DEAD_LETTER_TOPIC": settings.dead_letter_topic}
+    return {k: str(v) for k, v in env.items() if v is not None}
+
+
 def create_app() -> Flask:
     settings = load_settings(RegistrarSettings, SERVICE)
     configure_logging(settings.service, settings.log_level)
     registrar = Registrar(runtime.model_registry(settings), settings.serving_image, settings.code_version,
                           bucket=settings.bucket, intents=IntentLog(runtime.blob_store(settings), SERVICE),
-                          register_deadline_s=settings.register_deadline_s)
+                          register_deadline_s=settings.register_deadline_s, serving_env=serving_env(settings))
     return runtime.push_app(settings, {ModelEvaluated.EVENT_TYPE: Route(registrar.handle)})

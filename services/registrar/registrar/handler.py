@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 
 import structlog
 
@@ -33,9 +34,22 @@ CHAMPION = "champion"
 CHECKSUM_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
+# The routes the predictor image answers (Vertex AI passes them to it as AIP_PREDICT_ROUTE / AIP_HEALTH_ROUTE).
+PREDICT_ROUTE = "/predict"
+HEALTH_ROUTE = "/healthz"
+
+
+def artifact_folder(artifact_uri: str) -> str:
+    """The version's artifact folder, which Vertex AI's `artifactUri` must name (never a file): the
+    event's URI when it names the folder, else the folder of the file it names (a `.zip`)."""
+    uri = artifact_uri.rstrip("/")
+    return (uri.rsplit("/", 1)[0] if uri.rsplit("/", 1)[-1].endswith(".zip") else uri) + "/"
+
+
 class Registrar:
     def __init__(self, registry: ModelRegistry, serving_image: str, code_version: str, bucket: str | None = None,
-                 *, intents: IntentLog | None = None, register_deadline_s: float = 300.0):
+                 *, intents: IntentLog | None = None, register_deadline_s: float = 300.0,
+                 serving_env: Mapping[str, str] | None = None):
         """`bucket` is the project's artifact bucket (the service passes its settings'); None skips
         the bucket check, for unit tests that are not about it (the path layout is checked anyway).
         `intents` records each upload before it is sent (the service always passes one): a registrar
@@ -47,6 +61,9 @@ class Registrar:
         self._bucket = bucket
         self._intents = intents
         self._register_deadline_s = register_deadline_s
+        # What every serving container needs from the project (MLOPS_PROJECT, the metrics sink...);
+        # each version adds its own (pipeline, version, checksum) in `_serving_env`.
+        self._serving_env = dict(serving_env or {})
 
     def check_artifact(self, evaluated: ModelEvaluated) -> None:
         """Refuse what may never serve: an artifact outside the project's layout, a malformed checksum."""
@@ -107,19 +124,37 @@ class Registrar:
             "decision": evaluated.decision, "status": CHAMPION if promote else "rejected",
             "model_type": evaluated.model_type,
         }
+        # Vertex AI numbers versions 1, 2, ... and fixes the container's env at upload, so the version
+        # id the container reports is the one this upload will get: checked below.
+        expected = str(1 + max((int(v.version_id) for v in self._registry.list_versions(model_id)), default=0))
         version = self._registry.register_version(
             model_id=model_id,
             display_name=model_id,
-            artifact_uri=evaluated.artifact_uri.rsplit("/", 1)[0] + "/",
+            artifact_uri=artifact_folder(evaluated.artifact_uri),
             serving_image=self._serving_image,
             labels=labels,  # the adapter makes values registry-safe
             aliases=[],
             description=json.dumps(meta.to_json(), sort_keys=True),
             make_default=promote,
+            serving_env=self._serving_env_of(evaluated, expected),
+            predict_route=PREDICT_ROUTE,
+            health_route=HEALTH_ROUTE,
         )
+        if version.version_id != expected:
+            # Another upload for this model landed in between: this version's container would report
+            # the wrong version. Refused with the reason (a replay of the event registers it again).
+            self._registry.set_labels(model_id, version.version_id, {"status": "misregistered"})
+            raise PermanentError(f"version {version.version_id} of {model_id} was registered while another upload "
+                                 f"took version {expected}: its serving container names the wrong version; replay "
+                                 f"the model.evaluated to register it again")
         log.info("registered", model_id=model_id, version=version.version_id, decision=evaluated.decision,
                  reason=evaluated.reason)
         return version
+
+    def _serving_env_of(self, evaluated: ModelEvaluated, version_id: str) -> dict[str, str]:
+        """The serving container's environment: the project's, then this version's (the predictor's settings)."""
+        return {**self._serving_env, "MLOPS_PIPELINE": evaluated.pipeline, "MLOPS_MODEL_VERSION": version_id,
+                "MLOPS_ARTIFACT_CHECKSUM": evaluated.artifact_checksum}
 
     def _crown(self, model_id: str, version: ModelVersion) -> None:
         try:

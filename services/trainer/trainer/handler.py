@@ -1,7 +1,9 @@
 """trainer: on `data.ready`, train the pipeline's model on that snapshot and announce the candidate.
 
 Idempotent on the input event: the candidate id and artifact folder derive from the event id, and a
-`trained.json` record written after the artifact short-cuts a redelivery to the same announcement.
+record written after the artifact short-cuts a redelivery to the same announcement. The record sits
+beside the folder (`models/<pipeline>/<candidate>.trained.json`), not in it: every file in the folder
+is part of the artifact's checksum and is downloaded by the serving container.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from mlops.ports.trainer import TrainerBackend
 
 log = structlog.get_logger("trainer")
 
-RECORD_FILE = "trained.json"
+RECORD_SUFFIX = ".trained.json"
 
 
 def candidate_id(data_version: str, event_id: str) -> str:
@@ -33,7 +35,7 @@ class Trainer:
     def handle(self, ready: DataReady, envelope: Envelope) -> list[ModelTrained]:
         candidate = candidate_id(ready.data_version, envelope.id)
         artifact_dir = layout.artifact_dir(ready.pipeline, candidate)
-        record = f"{artifact_dir}/{RECORD_FILE}"
+        record = f"{artifact_dir}{RECORD_SUFFIX}"
         if self._blobs.exists(record):
             log.info("already trained for this event; announcing it again", candidate=candidate)
             return [ModelTrained.model_validate_json(self._blobs.get(record))]

@@ -195,3 +195,41 @@ def _check_columns(feature_columns: Sequence[str], label_column: str) -> None:
         raise SqlBuildError(f"label {label_column!r} is also a feature")
     if EVAL_FLAG_COLUMN in (*feature_columns, label_column):
         raise SqlBuildError(f"{EVAL_FLAG_COLUMN!r} is reserved for the split")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading the trained model out: weights, feature statistics, export; and its lifetime
+# ---------------------------------------------------------------------------------------------------
+
+def weights_sql(model_fqn: str) -> str:
+    """`ML.WEIGHTS` with STANDARDIZE => FALSE: weights on the raw, unstandardized features (what serving
+    multiplies request values by), one row per processed_input (and class_label when multiclass)."""
+    return f"SELECT *\nFROM ML.WEIGHTS(MODEL {quote_qualified(model_fqn)}, STRUCT(FALSE AS standardize))"
+
+
+def feature_info_sql(model_fqn: str) -> str:
+    """`ML.FEATURE_INFO`: per input, min/max/mean/median/stddev/category_count/null_count of the
+    training data; the mean is what BigQuery ML imputes a NULL numeric input with."""
+    return f"SELECT *\nFROM ML.FEATURE_INFO(MODEL {quote_qualified(model_fqn)})"
+
+
+def export_model_sql(model_fqn: str, destination_uri: str) -> str:
+    """`EXPORT MODEL m OPTIONS(URI = 'gs://...')`: for boosted trees and random forests, an XGBoost
+    booster with its assets (feature order, vocabularies) in that Cloud Storage folder."""
+    if not destination_uri.startswith("gs://"):
+        raise SqlBuildError(f"EXPORT MODEL writes to Cloud Storage, not {destination_uri[:100]!r}")
+    return f"EXPORT MODEL {quote_qualified(model_fqn)}\nOPTIONS (URI = {sql_string(destination_uri)})"
+
+
+def expire_model_sql(model_fqn: str) -> str:
+    """`ALTER MODEL ... SET OPTIONS(expiration_timestamp = ...)` @expire_days days from now (an INT64
+    query parameter). CREATE MODEL has no expiration option; ALTER MODEL does."""
+    return (f"ALTER MODEL IF EXISTS {quote_qualified(model_fqn)}\n"
+            "SET OPTIONS (expiration_timestamp = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL @expire_days DAY))")
+
+
+def distinct_labels_sql(source_table: str, label_column: str) -> str:
+    """The labels a classifier was trained on (a binary model's ML.WEIGHTS does not name them)."""
+    label = quote_column(label_column)
+    return (f"SELECT DISTINCT {label} AS label\nFROM {quote_qualified(source_table)}\n"
+            f"WHERE {label} IS NOT NULL\nORDER BY label")

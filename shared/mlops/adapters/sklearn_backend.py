@@ -1,8 +1,10 @@
-"""TrainerBackend on scikit-learn: BigQuery ML's model family, trained where the service runs.
+"""TrainerBackend trained where the service runs: BigQuery ML's model family, BigQuery ML's formats.
 
 Reads the snapshot from the warehouse, trains with `mlops.ml.training` (same model types, option and
-metric names as BigQuery ML), and keeps the artifact in Cloud Storage as a skops archive that loads
-without executing code from the bucket, verified against its sha256 before use.
+metric names as BigQuery ML: linear models with scikit-learn, trees with XGBoost) and writes the
+artifact folder in Cloud Storage: the portable linear artifact or BigQuery ML's XGBoost export layout
+(`mlops.ml.artifact`). Evaluation loads that folder with the predictor's own loader, verified against
+its checksum, so the metrics that gate a model come from the bytes that will serve it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections import OrderedDict
 from mlops.core.errors import PermanentError
 from mlops.core.layout import require_project_artifact
 from mlops.core.spec import ROW_ID_COLUMN, PipelineSpec
-from mlops.ml.artifact import checksum, dumps_model, loads_model
+from mlops.ml.artifact import folder_checksum, load_artifact, read_folder, write_folder
 from mlops.ml.errors import InputError, require_columns
 from mlops.ml.metrics import evaluate
 from mlops.ml.options import parse_model_options
@@ -23,7 +25,6 @@ from mlops.ports.blobs import BlobNotFound, BlobStore
 from mlops.ports.trainer import Evaluation, TrainedArtifact
 from mlops.ports.warehouse import Warehouse
 
-ARTIFACT_FILE = "model.zip"
 CACHED_SNAPSHOTS = 4
 
 
@@ -69,10 +70,9 @@ class SklearnBackend:
     def train(self, spec: PipelineSpec, snapshot_table: str, artifact_dir: str) -> TrainedArtifact:
         model = train(spec.model.type, spec.model.options, self._rows(spec, snapshot_table),
                       spec.source.features, spec.source.label, seed=spec.model.seed)
-        data = dumps_model(model)
-        uri = self._blobs.put(f"{artifact_dir}/{ARTIFACT_FILE}", data, "application/zip")
+        uri = write_folder(self._blobs, artifact_dir, model.files)
         return TrainedArtifact(
-            artifact_uri=uri, checksum=checksum(data), train_rows=model.training.rows_train,
+            artifact_uri=uri, checksum=folder_checksum(model.files), train_rows=model.training.rows_train,
             train_seconds=model.training.train_seconds or 0.0,
             hyperparameters={k: json.dumps(v) for k, v in model.options.explicit().items()},
         )
@@ -81,7 +81,7 @@ class SklearnBackend:
         # Only the project's own artifacts are read (a forged event could name any bucket): raises
         # ArtifactOutsideLayout, a PermanentError, before a byte is fetched.
         require_project_artifact(artifact_uri, bucket=self._blobs.bucket, pipeline=spec.name)
-        model = loads_model(self._blobs.get(artifact_uri), expected_checksum=checksum_)
+        model = load_artifact(read_folder(self._blobs, artifact_uri), expected_checksum=checksum_)
         rows = self._rows(spec, snapshot_table)
         # The split the current spec makes of this snapshot: the same rows for candidate and champion.
         held_out = split_for(spec.model.type, parse_model_options(spec.model.type, spec.model.options), rows).eval_rows

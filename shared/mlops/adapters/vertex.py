@@ -26,7 +26,13 @@ from urllib.parse import urlsplit
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import aiplatform
-from google.cloud.aiplatform_v1.types import ListModelVersionsRequest
+from google.cloud.aiplatform_v1.types import (
+    DedicatedResources,
+    DeployModelResponse,
+    ListModelVersionsRequest,
+    MachineSpec,
+)
+from google.cloud.aiplatform_v1.types import DeployedModel as GapicDeployedModel
 from google.cloud.aiplatform_v1.types import Model as GapicModel
 from google.protobuf import field_mask_pb2
 
@@ -34,6 +40,7 @@ from mlops.ports.registry import (
     ENDPOINT_ID_RE,
     DeployedModel,
     Deployment,
+    DeployOperation,
     ModelVersion,
     NotFoundError,
     TrafficSplitError,
@@ -173,6 +180,9 @@ class VertexModelRegistry(_VertexBase):
         description: str = "",
         *,
         make_default: bool = True,
+        serving_env: Mapping[str, str] | None = None,
+        predict_route: str | None = None,
+        health_route: str | None = None,
     ) -> ModelVersion:
         resource = self._resource(model_id)
         for alias in aliases:
@@ -185,6 +195,9 @@ class VertexModelRegistry(_VertexBase):
             is_default_version=make_default,
             version_description=description or None,
             description=description or None,
+            serving_container_environment_variables=dict(serving_env or {}),
+            serving_container_predict_route=predict_route,
+            serving_container_health_route=health_route,
             sync=True,
             **self._where(),
         )
@@ -305,6 +318,7 @@ class VertexEndpoint(_VertexBase):
         min_replicas: int = 1,
         max_replicas: int = 1,
         display_name: str | None = None,
+        service_account: str | None = None,
     ) -> Deployment:
         if not 0 < traffic_percent <= 100:
             raise TrafficSplitError(f"traffic_percent must be in 1..100, got {traffic_percent}")
@@ -324,6 +338,7 @@ class VertexEndpoint(_VertexBase):
             machine_type=machine_type,
             min_replica_count=min_replicas,
             max_replica_count=max_replicas,
+            service_account=service_account,
             sync=True,
         )
         after = self.deployments(ep.resource_name)
@@ -335,6 +350,55 @@ class VertexEndpoint(_VertexBase):
         if not new:
             raise RuntimeError(f"deployed {version.resource_name} but cannot find it on {ep.resource_name}")
         return Deployment(endpoint=ep.resource_name, deployed_model_id=new[-1].deployed_model_id, models=tuple(after))
+
+    def start_deploy(
+        self,
+        endpoint: str,
+        version: ModelVersion,
+        traffic_percent: int,
+        *,
+        machine_type: str = "n1-standard-2",
+        min_replicas: int = 1,
+        max_replicas: int = 1,
+        display_name: str | None = None,
+        service_account: str | None = None,
+    ) -> str:
+        """DeployModel through the SDK's own GAPIC client, which returns the operation instead of
+        waiting on it (`Endpoint.deploy(sync=False)` would wait in a thread of this process, which a
+        Cloud Run instance may lose). The split is the SDK's (`Endpoint._allocate_traffic`), as `deploy`."""
+        if not 0 < traffic_percent <= 100:
+            raise TrafficSplitError(f"traffic_percent must be in 1..100, got {traffic_percent}")
+        ep = self._endpoint(endpoint)
+        try:
+            aiplatform.Model(version.resource_name, **self._where())
+        except gexc.NotFound as e:
+            raise NotFoundError(f"model version {version.resource_name} not found") from e
+        current = {k: int(v) for k, v in ep.gca_resource.traffic_split.items() if int(v)}
+        split = aiplatform.Endpoint._allocate_traffic(current, traffic_percent) if current else {"0": 100}
+        deployed_model = GapicDeployedModel(
+            model=version.resource_name,
+            display_name=display_name or f"{version.model_id}-v{version.version_id}",
+            dedicated_resources=DedicatedResources(
+                machine_spec=MachineSpec(machine_type=machine_type),
+                min_replica_count=min_replicas, max_replica_count=max_replicas),
+            service_account=service_account or "",
+        )
+        operation = ep.api_client.deploy_model(endpoint=ep.resource_name, deployed_model=deployed_model,
+                                               traffic_split=split)
+        return str(operation.operation.name)
+
+    def deploy_operation(self, name: str) -> DeployOperation:
+        client = aiplatform.Endpoint._instantiate_client(location=self.location, credentials=self.credentials)
+        try:
+            op = client.get_operation(request={"name": name})
+        except gexc.NotFound as e:
+            raise NotFoundError(f"operation {name} not found") from e
+        if not op.done:
+            return DeployOperation(name, False)
+        if op.HasField("error"):
+            return DeployOperation(name, True, error=op.error.message or f"code {op.error.code}")
+        response = DeployModelResponse.deserialize(op.response.value)
+        return DeployOperation(name, True, deployed_model_id=response.deployed_model.id)
 
     def set_traffic(self, endpoint: str, split: Mapping[str, int]) -> list[DeployedModel]:
         ep = self._endpoint(endpoint)

@@ -478,19 +478,26 @@ def models(pipeline: Annotated[Optional[str], typer.Option("--pipeline", "-p", h
 @_command()
 def predict(pipeline: PipelineOpt, body: Annotated[str, typer.Option("--json", help='{"instances": [...]}')],
             data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
-    """Call the serving endpoint."""
+    """Call the pipeline's Vertex AI endpoint (`:predict`; the traffic split picks the model version)."""
     import requests
 
     try:
         payload = json.loads(body)
     except json.JSONDecodeError as error:
         _fail(f"--json is not JSON: {error}", EXIT_USAGE)
-    url = _context(data_dir, "predictor").predictor_url()
-    if not url:
-        _fail("no predictor: start the stack (mlops up) or set MLOPS_PREDICTOR_URL")
-    response = requests.post(f"{url}/predict/{pipeline}", json=payload, timeout=30)
-    _print_json(response.json())
-    if response.status_code >= 400:
+    from mlops.ops.errors import NotReachable
+    from mlops.ops.serving import EndpointClient
+    from mlops.ports.specs import UnknownPipeline
+
+    ctx = _context(data_dir, "vertex")
+    try:
+        status, answer = EndpointClient(ctx.settings).predict(ctx.specs.get(pipeline).endpoint_name, payload)
+    except (UnknownPipeline, NotReachable) as error:
+        _fail(str(error).strip('"'))
+    except requests.RequestException as error:
+        _fail(f"the endpoint did not answer: {error}")
+    _print_json(answer)
+    if status >= 400:
         raise typer.Exit(1)
 
 
@@ -527,6 +534,7 @@ def replay(event_id: Annotated[Optional[str], typer.Option("--event", help="ce-i
            run: Annotated[Optional[str], typer.Option("--run", help="Rerun this run ...")] = None,
            from_stage: Annotated[Optional[str], typer.Option("--from-stage", help="... from this stage on.")] = None,
            dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; send nothing.")] = False,
+           force: Annotated[bool, typer.Option("--force", help="Redeploy a version that was rolled back, too.")] = False,
            data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Re-publish an archived event as a new one (`replay_of` = the original), to rerun a stage or a run."""
     from mlops.core.events import EventValidationError
@@ -543,12 +551,62 @@ def replay(event_id: Annotated[Optional[str], typer.Option("--event", help="ce-i
         else:
             assert run and from_stage  # both checked above
             original = stage_input(ctx.warehouse, run, from_stage)
-        planned = plan_replay(original)
+        planned = plan_replay(original, force=force)
     except EventValidationError as error:
         _fail(str(error), EXIT_USAGE)
     if not dry_run:
         publish(ctx.bus, planned)
     _print_json({"dry_run": dry_run, **planned.describe()})
+
+
+@_command()
+def rollback(pipeline: Annotated[str, typer.Argument(help="Pipeline name.")],
+             to: Annotated[Optional[str], typer.Option("--to", help="Version to serve; default: the previous champion.")] = None,
+             reason: Annotated[str, typer.Option("--reason", help="Why; recorded in the event.")] = "",
+             timeout: TimeoutOpt = 120.0, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Serve the previous champion again (or --to VERSION), through the deployer; the displaced version is
+    marked rolled_back. Waits for the deployer's model.deployed and prints it."""
+    _traffic(data_dir, pipeline, "rollback", to, reason, timeout)
+
+
+@_command()
+def promote(pipeline: Annotated[str, typer.Argument(help="Pipeline name.")],
+            version: Annotated[str, typer.Argument(help="Version to serve (as `mlops models` lists them).")],
+            reason: Annotated[str, typer.Option("--reason", help="Why; required for a version the gate rejected.")] = "",
+            timeout: TimeoutOpt = 120.0, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Serve VERSION with all the traffic and make it the champion, overriding the gate (with a reason)."""
+    _traffic(data_dir, pipeline, "promote", version, reason, timeout)
+
+
+def _traffic(data_dir: Path, pipeline: str, action: str, version: str | None, reason: str, timeout: float) -> None:
+    from mlops.core.events import RequestedAction
+    from mlops.ops.traffic import follow_change, request_change
+    from mlops.ports.intents import IntentLog
+
+    ctx = _context(data_dir, "storage", "pubsub", "vertex", "bigquery")
+    request_id = request_change(ctx.bus, ctx.specs, ctx.registry, pipeline, RequestedAction(action), version, reason)
+    _err().print(f"deployment.requested published ({request_id}); waiting for the deployer...", highlight=False)
+    change = follow_change(ctx.warehouse, request_id, timeout=timeout, intents=IntentLog(ctx.blobs, "deployer"))
+    sys.stdout.write(change.line() + "\n")
+
+
+@_command()
+def alerts(lookback: Annotated[float, typer.Option("--hours", min=0.01, help="Archived failures of the last this many hours.")] = 24.0,
+           data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False) -> None:
+    """Open alerts: breached monitoring checks, silent pipelines, canary rollbacks, dead letters, stage failures."""
+    from mlops.ops.alerts import list_alerts
+
+    found = list_alerts(_context(data_dir, "bigquery", "storage"), lookback_hours=lookback)
+    if as_json:
+        _print_json([a.as_dict() for a in found])
+        return
+    if not found:
+        _err().print("no open alerts")
+        return
+    table = _table("severity", "pipeline", "condition", "since", "detail", keep=("since",))
+    for a in found:
+        table.add_row(a.severity, a.pipeline, a.condition, a.since, a.detail)
+    _out().print(table)
 
 
 @_command()
@@ -599,12 +657,39 @@ def _print_lineage(r: dict[str, Any]) -> None:
         f"  decision {evaluation['decision']}: {evaluation['reason']}",
         "[bold]deployments[/bold]",
         *([f"  {d['time'][:19].replace('T', ' ')} {d['action']} v{d['version_id']}: this version at "
-           f"{d['traffic_percent']}%" for d in r["deployments"]] or ["  never deployed"]),
+           f"{d['traffic_percent']}%" + (f" ({d['reason']})" if d.get("reason") else "")
+           for d in r["deployments"]] or ["  never deployed"]),
         "[bold]stages[/bold] (time, service, event, code version)",
         *[f"  {_when(s['time'])} {s['stage']:<16} {s['type']:<20} {s['code_version']}" for s in r["stages"]],
     ]
     for line in lines:
         out.print(line, highlight=False)
+
+
+# ------------------------------------------------------------------------------------- dashboard
+
+@_command()
+def ui(data_dir: DataDir = DEFAULT_DATA_DIR,
+       port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port on 127.0.0.1.")] = 8050,
+       host: Annotated[str, typer.Option("--host", help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
+       ) -> None:
+    """Serve the dashboard: pipelines, versions and the gate, traffic, drift, runs, failures (Ctrl-C stops it)."""
+    from mlops.ui import create_app
+
+    ctx = _context(data_dir, "storage", "bigquery", "vertex")
+    ctx.settings  # no stack here and no cloud settings: one line now, not an error page per request
+    app = create_app(ctx)
+    _err().print(f"dashboard on http://{host}:{port}/ (reading {ctx.data_dir if ctx.state else 'the cloud project'})")
+    from werkzeug.serving import make_server
+
+    try:
+        server = make_server(host, port, app, threaded=True)
+    except OSError as error:
+        _fail(f"cannot listen on {host}:{port} ({error.strerror}): choose another with --port")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.shutdown()
 
 
 # ------------------------------------------------------------------------------------------- demo
@@ -613,11 +698,13 @@ def _print_lineage(r: dict[str, Any]) -> None:
 def demo(data_dir: Annotated[Optional[Path], typer.Option(
              "--data-dir", help="Stack folder; default .mlops-demo/, the demo's own, reset at the start.")] = None,
          keep: Annotated[bool, typer.Option("--keep", help="Leave the stack running afterwards.")] = False,
+         canary: Annotated[int, typer.Option("--canary", min=0, max=99,
+                                             help="Each new champion first takes this % of the traffic.")] = 0,
          as_json: JsonFlag = False) -> None:
     """Play a real dataset into BigQuery in batches and watch the loop retrain, gate, register and deploy."""
     from mlops.ops.demo import run_demo
 
-    summary = run_demo(data_dir, keep=keep, console=_err())
+    summary = run_demo(data_dir, keep=keep, console=_err(), canary_percent=canary)
     if as_json:
         _print_json(summary)
     if not summary.get("ok"):

@@ -46,8 +46,9 @@ def intent_path(stage: str, event_id: str) -> str:
 
 
 def require_project_artifact(uri: str, *, bucket: str, pipeline: str) -> str:
-    """The object path of `uri` if it is `gs://<bucket>/models/<pipeline>/<candidate>/<file>` (or
-    deeper) with plain segments; raises `ArtifactOutsideLayout` naming what is wrong otherwise.
+    """The object path of `uri` if it is the artifact folder `gs://<bucket>/models/<pipeline>/<candidate>`
+    (a trailing slash allowed) or a file in it, with plain segments; raises `ArtifactOutsideLayout`
+    naming what is wrong otherwise.
 
     Every stage that loads or registers an artifact asks this first (predictor, evaluator,
     registrar), so an event naming `gs://another-bucket/...`, another pipeline's folder, or a path
@@ -64,8 +65,8 @@ def require_project_artifact(uri: str, *, bucket: str, pipeline: str) -> str:
     if not path.startswith(folder):
         raise ArtifactOutsideLayout(f"artifact {uri[:200]!r} is not under gs://{bucket}/{folder}, where the "
                                     f"trainer writes the artifacts of pipeline {pipeline!r}")
-    rest = path[len(folder):].split("/")
-    if len(rest) < 2 or not all(_SEGMENT.match(segment) and segment not in (".", "..") for segment in rest):
-        raise ArtifactOutsideLayout(f"artifact {uri[:200]!r} is not a plain gs://{bucket}/{folder}<candidate>/<file> "
+    rest = path[len(folder):].removesuffix("/").split("/")
+    if len(rest) < 1 or not all(_SEGMENT.match(segment) and segment not in (".", "..") for segment in rest):
+        raise ArtifactOutsideLayout(f"artifact {uri[:200]!r} is not a plain gs://{bucket}/{folder}<candidate>[/<file>] "
                                     f"path (segments of letters, digits, '.', '_', '-'; no '..' or empty ones)")
     return path

@@ -46,6 +46,10 @@ class CommonSettings(BaseSettings):
     bigquery_emulator_host: str | None = Field(
         None, description="BigQuery emulator (http://host:port); BIGQUERY_EMULATOR_HOST.",
         validation_alias=AliasChoices("bigquery_emulator_host", "BIGQUERY_EMULATOR_HOST"))
+    bigquery_storage_emulator_host: str | None = Field(
+        None, description="BigQuery emulator's gRPC port for the Storage Read/Write APIs (host:port); "
+        "BIGQUERY_STORAGE_EMULATOR_HOST.",
+        validation_alias=AliasChoices("bigquery_storage_emulator_host", "BIGQUERY_STORAGE_EMULATOR_HOST"))
     storage_emulator_host: str | None = Field(
         None, description="Cloud Storage emulator (http://host:port); STORAGE_EMULATOR_HOST.",
         validation_alias=AliasChoices("storage_emulator_host", "STORAGE_EMULATOR_HOST"))

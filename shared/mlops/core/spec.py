@@ -115,10 +115,80 @@ class PromotionSpec(_Strict):
         return self
 
 
+class CanaryWindowSpec(_Strict):
+    """When a canary has been seen enough to judge (`monitor.canary`): all of these must hold."""
+
+    min_predictions: int = Field(100, ge=1, description="Predictions the canary must have served.")
+    min_minutes: float = Field(0.0, ge=0, description="...and minutes since its first prediction.")
+    min_labels: int = Field(0, ge=0, description="...and labelled predictions of each version (0: judge without "
+                                                 "waiting for labels; the metric counts only where they arrived).")
+
+
+class CanaryThresholdsSpec(_Strict):
+    """What rolls a canary back, each compared with the champion serving beside it in the same window."""
+
+    max_error_rate_increase: float = Field(0.02, ge=0, le=1, description="Canary error rate minus the champion's.")
+    max_latency_ratio: float = Field(2.0, ge=1, description="Canary p95 latency over the champion's...")
+    min_latency_ms: float = Field(20.0, ge=0, description="...counted only when the canary's p95 is above this.")
+    max_score_shift: float = Field(0.2, gt=0, le=1, description="Jensen-Shannon divergence (base 2) of the "
+                                                                "canary's scores from the champion's.")
+    max_metric_drop: float = Field(0.05, ge=0, description="Drop of the gate metric on labelled predictions.")
+    min_labelled: int = Field(20, ge=1, description="Labelled predictions per version for the metric to count.")
+
+
 class DeploymentSpec(_Strict):
     endpoint: str | None = Field(None, description="Endpoint display name; defaults to the pipeline name.")
     canary_percent: int = Field(0, ge=0, lt=100, description="Share for a new champion first; 0 deploys it at 100%.")
     keep_previous: bool = Field(True, description="Keep the previous version deployed at 0% for instant rollback.")
+    canary_window: CanaryWindowSpec = CanaryWindowSpec()
+    canary_thresholds: CanaryThresholdsSpec = CanaryThresholdsSpec()
+
+
+class DriftMonitoring(_Strict):
+    js_threshold: float | None = Field(0.1, gt=0, le=1, description="A numeric feature drifts when the Jensen-Shannon "
+                                       "divergence (base 2) of its serving values from its training values exceeds this.")
+    linf_threshold: float | None = Field(0.2, gt=0, le=1, description="A categorical feature drifts when the "
+                                         "L-infinity distance of its category shares from training exceeds this.")
+    psi_threshold: float | None = Field(None, gt=0, description="Also a drift when a feature's PSI exceeds this "
+                                        "(reported either way).")
+    score_js_threshold: float | None = Field(0.1, gt=0, le=1, description="The scores drift when the Jensen-Shannon "
+                                             "divergence of a window's scores from the version's first window exceeds this.")
+    retrain: bool = Field(True, description="A drifted feature asks the data-watcher for a retrain (trigger drift).")
+
+
+class QualityMonitoring(_Strict):
+    max_missing_rate: float | None = Field(0.1, ge=0, le=1, description="Most NULLs a feature may have in a window.")
+    max_unseen_rate: float | None = Field(0.05, ge=0, le=1, description="Most values of a categorical feature never "
+                                          "seen in training.")
+    max_out_of_range_rate: float | None = Field(0.1, ge=0, le=1, description="Most values of a numeric feature "
+                                                "outside the training minimum and maximum.")
+
+
+class PerformanceMonitoring(_Strict):
+    min_metric: float | None = Field(None, description="The realized gate metric must reach this (stay below it "
+                                     "if lower is better), as promotion.minimum.")
+    max_drop: float | None = Field(0.05, ge=0, description="...and lose at most this much against the version's "
+                                   "own evaluation when registered.")
+    min_labels: int = Field(30, ge=1, description="Fewer labelled predictions than this are not judged.")
+    lookback_minutes: int = Field(1440, ge=1, description="Predictions of the last this many minutes whose labels "
+                                  "have arrived are scored.")
+    retrain: bool = Field(True, description="A degraded version asks for a retrain (trigger degradation).")
+
+
+class FreshnessMonitoring(_Strict):
+    max_hours_without_data: float | None = Field(None, gt=0, description="Alert when a deployed pipeline has served "
+                                                 "no prediction for this long; off when unset.")
+
+
+class MonitoringSpec(_Strict):
+    enabled: bool = Field(True, description="Whether the monitor checks this pipeline at all.")
+    window_minutes: int = Field(60, ge=1, le=10080, description="Checks run over tumbling windows this long, "
+                                "each once, after it closes.")
+    min_rows: int = Field(100, ge=1, description="A window with fewer predictions of a version is not judged.")
+    drift: DriftMonitoring = DriftMonitoring()
+    quality: QualityMonitoring = QualityMonitoring()
+    performance: PerformanceMonitoring = PerformanceMonitoring()
+    freshness: FreshnessMonitoring = FreshnessMonitoring()
 
 
 CLASSIFIER_METRICS = ("precision", "recall", "accuracy", "f1_score", "log_loss", "roc_auc")
@@ -133,6 +203,7 @@ class PipelineSpec(_Strict):
     retrain: RetrainSpec = RetrainSpec()
     promotion: PromotionSpec
     deployment: DeploymentSpec = DeploymentSpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
 
     @model_validator(mode="after")
     def _metric_fits_model(self) -> PipelineSpec:

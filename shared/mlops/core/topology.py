@@ -24,19 +24,35 @@ class Service:
     publishes: tuple[str, ...]
     # The predictor also serves HTTP traffic; everything else only receives pushes.
     serves_traffic: bool = False
+    # Where it runs: a Cloud Run service, or the serving container of a Vertex AI endpoint's models.
+    runs_on: str = "cloud-run"
 
 
 SERVICES: tuple[Service, ...] = (
     # data.skipped.v1 (nothing trained, and why) is for operators and `--wait`: only the archive reads it.
-    Service("data-watcher", consumes=("watch.tick.v1",), publishes=("data.ready.v1", "data.skipped.v1")),
+    # monitoring.breached.v1: a drift or degradation check crossed its threshold -> a retrain.
+    Service("data-watcher", consumes=("watch.tick.v1", "monitoring.breached.v1"),
+            publishes=("data.ready.v1", "data.skipped.v1")),
     Service("trainer", consumes=("data.ready.v1",), publishes=("model.trained.v1",)),
     Service("evaluator", consumes=("model.trained.v1",), publishes=("model.evaluated.v1",)),
     Service("registrar", consumes=("model.evaluated.v1",), publishes=("model.registered.v1",)),
-    Service("deployer", consumes=("model.registered.v1",), publishes=("model.deployed.v1",)),
-    Service("predictor", consumes=("model.deployed.v1",), publishes=("prediction.made.v1",), serves_traffic=True),
+    # canary.judged.v1 (the monitor's verdict) and deployment.requested.v1 (`mlops rollback` / `promote`)
+    # change the traffic split: deployer/traffic.py.
+    # watch.tick.v1: a deploy outlives its push; the next tick finishes it (deployer/handler.py).
+    Service("deployer", consumes=("model.registered.v1", "canary.judged.v1", "deployment.requested.v1",
+                                  "watch.tick.v1"),
+            publishes=("model.deployed.v1",)),
+    # Not a Cloud Run service: the serving container of each deployed model version on its pipeline's
+    # Vertex AI endpoint (started by DeployModel, locally by the Vertex stand-in); it hears no events.
+    Service("predictor", consumes=(), publishes=("prediction.made.v1",), serves_traffic=True, runs_on="vertex-ai"),
     Service("inference-logger", consumes=("prediction.made.v1",), publishes=()),
+    # Checks serving against training data and labels on every tick (monitoring_checks table).
+    Service("monitor", consumes=("watch.tick.v1",), publishes=("monitoring.breached.v1", "canary.judged.v1")),
 )
 SERVICES_BY_NAME = {service.name: service for service in SERVICES}
+# Web apps for people, not stages of the loop: no subscription, no event published but by a person's
+# replay; `mlops ui` runs the dashboard locally, deploy/terraform/services/dashboard in the cloud.
+OPERATOR_APPS: tuple[str, ...] = ("dashboard",)
 EVENT_TOPICS: tuple[str, ...] = tuple(cls.EVENT_TYPE for cls in EVENT_CLASSES)
 ALL_TOPICS: tuple[str, ...] = EVENT_TOPICS + (DEAD_LETTER_TOPIC,)
 
@@ -65,6 +81,7 @@ EVENTS_TABLE = "events"
 PREDICTIONS_TABLE = "predictions"
 LABELS_TABLE = "labels"
 SNAPSHOTS_TABLE = "snapshots"
+MONITORING_CHECKS_TABLE = "monitoring_checks"
 
 TABLES: dict[str, list[tuple[str, str, str]]] = {
     # Exactly the columns a Pub/Sub BigQuery subscription writes with write_metadata=true.
@@ -86,6 +103,7 @@ TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("score", "FLOAT64", "NULLABLE"),
         ("latency_ms", "FLOAT64", "REQUIRED"),
         ("predicted_at", "TIMESTAMP", "REQUIRED"),
+        ("deployed_model_id", "STRING", "NULLABLE"),  # the Vertex AI deployed model that answered
     ],
     LABELS_TABLE: [
         ("pipeline", "STRING", "REQUIRED"),
@@ -105,6 +123,23 @@ TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("created_at", "TIMESTAMP", "REQUIRED"),
         ("drift_score", "FLOAT64", "NULLABLE"),
         ("spec_hash", "STRING", "NULLABLE"),
+    ],
+    # One row per monitoring check (services/monitor); check_id is deterministic, so a redelivered
+    # tick writes nothing twice.
+    MONITORING_CHECKS_TABLE: [
+        ("checked_at", "TIMESTAMP", "REQUIRED"),
+        ("pipeline", "STRING", "REQUIRED"),
+        ("version", "STRING", "NULLABLE"),
+        ("check_kind", "STRING", "REQUIRED"),
+        ("feature", "STRING", "NULLABLE"),
+        ("measure", "STRING", "REQUIRED"),
+        ("value", "FLOAT64", "REQUIRED"),
+        ("threshold", "FLOAT64", "NULLABLE"),
+        ("breached", "BOOL", "REQUIRED"),
+        ("window_start", "TIMESTAMP", "REQUIRED"),
+        ("window_end", "TIMESTAMP", "REQUIRED"),
+        ("rows", "INT64", "REQUIRED"),
+        ("check_id", "STRING", "REQUIRED"),
     ],
 }
 

@@ -1,214 +1,128 @@
-"""A trained model as bytes for the artifact store, loadable without running code from the bucket.
+"""A model version's artifact: a folder of files, its checksum, and loading it for serving.
 
-The artifact is a zip of two members:
-- `metadata.json`: format version, model type, options, features, label, classes, seed, training summary,
-  drift reference and the library versions it was written with;
-- `model.skops`: the fitted scikit-learn pipeline in skops' format, which rebuilds objects from a JSON
-  schema instead of unpickling, and names every type it would construct.
+The folder is `gs://<bucket>/models/<pipeline>/<candidate>/`; one format per model family:
+- LINEAR_REG / LOGISTIC_REG: `model.json`, the portable linear artifact (`mlops.ml.linear`);
+- BOOSTED_TREE_* / RANDOM_FOREST_CLASSIFIER: BigQuery ML's EXPORT MODEL layout, `model.bst` +
+  `assets/model_metadata.json` + vocabularies, with this project's card `mlops_model.json` beside
+  it (`mlops.ml.trees`).
+Nothing in it is pickled or runs code when loaded: JSON, text and an XGBoost booster (UBJ/JSON).
 
-Loading refuses, with a clear error, anything but that: bytes whose sha256 differs from the checksum the
-`model.trained` event carried, a file that isn't this zip, or a pipeline that needs a type outside
-`TRUSTED_TYPES` (skops already trusts scikit-learn's estimators and plain containers; the few types it
-reports as untrusted for our pipelines are listed explicitly, and nothing else is ever trusted).
-
-Artifacts of the same model are not byte-identical (skops names arrays after object ids), so a checksum
-identifies an artifact, not a model.
+The checksum (the one definition; the `model.trained` event carries it down to the predictor):
+`sha256:` + the sha256 of the folder's manifest, one line per file in byte order of the relative
+name: `<sha256 hex of the file>  <relative name>\\n` (what `sha256sum` prints, sorted). So every
+file counts, a renamed, added or removed file changes it, and a user can recompute it with
+`cd FOLDER && find . -type f | sed 's|^\\./||' | LC_ALL=C sort | xargs sha256sum | sha256sum`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-import json
-import platform
-import warnings
-import zipfile
-from dataclasses import asdict
-from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from collections.abc import Mapping
+from typing import Protocol
 
-from mlops.ml.drift import DriftReference
-from mlops.ml.errors import InputError
-from mlops.ml.features import FeatureKind, FeatureSpec
-from mlops.ml.model import TrainedModel, TrainingSummary
-from mlops.ml.options import ModelType, parse_model_options
+from mlops.ml.errors import ArtifactError
+from mlops.ml.linear import LINEAR_FILE, LinearModel
+from mlops.ml.served import ServedModel
+from mlops.ml.trees import BOOSTER_FILE, CARD_FILE, TREE_METADATA_FILE, tree_model_from_files
 
-ARTIFACT_FORMAT = "mlops-model"
-ARTIFACT_FORMAT_VERSION = 1
-METADATA_MEMBER = "metadata.json"
-MODEL_MEMBER = "model.skops"
 CHECKSUM_PREFIX = "sha256:"
-# A zip bomb guard: far above any model this project trains (a 100-tree forest on 50k rows is ~100 MB).
-MAX_UNCOMPRESSED_BYTES = 1 << 30
+# Far above any model this loop trains (a 100-tree forest is a few MB), below what a predictor holds.
+MAX_FOLDER_BYTES = 512 << 20
+MAX_FOLDER_FILES = 1000
 
-# Types skops does not trust by default but our pipelines contain: numpy dtypes, and the tree structures
-# of HistGradientBoosting and RandomForest. Exact names only; a new one fails loudly (see the tests).
-TRUSTED_TYPES = frozenset({
-    "numpy.dtype",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.tree._tree.Tree",
-})
-_LIBRARIES = ("scikit-learn", "numpy", "scipy", "skops")
-# Fixed member timestamps: the zip's own bytes then depend only on its contents.
-_ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
-
-
-class ArtifactError(InputError):
-    """The bytes are not a loadable model artifact."""
+__all__ = ["BOOSTER_FILE", "CARD_FILE", "LINEAR_FILE", "TREE_METADATA_FILE", "ArtifactError",
+           "ChecksumMismatchError", "checksum", "folder_checksum", "load_artifact", "read_folder",
+           "verify_checksum", "write_folder"]
 
 
 class ChecksumMismatchError(ArtifactError):
     pass
 
 
-class UntrustedTypesError(ArtifactError):
-    def __init__(self, types: list[str]):
-        self.types = types
-        super().__init__(f"model artifact refused: it would construct types outside the allow-list: {types}")
+class FolderReader(Protocol):
+    """What reading a folder needs of a blob store (`mlops.ports.blobs.BlobStore` has it)."""
+
+    bucket: str
+
+    def get(self, uri_or_path: str) -> bytes: ...
+
+    def list(self, prefix: str) -> list[str]: ...
 
 
-class ArtifactVersionWarning(UserWarning):
-    """The artifact was written with other library versions than the loading process has."""
+class FolderWriter(Protocol):
+    def put(self, path: str, data: bytes, content_type: str = "application/octet-stream") -> str: ...
+
+
+def folder_checksum(files: Mapping[str, bytes]) -> str:
+    manifest = "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n"
+                       for name, data in sorted(files.items(), key=lambda item: item[0].encode()))
+    return CHECKSUM_PREFIX + hashlib.sha256(manifest.encode("utf-8")).hexdigest()
 
 
 def checksum(data: bytes) -> str:
+    """The sha256 of one blob, in the checksum's notation (for records that are a single object)."""
     return CHECKSUM_PREFIX + hashlib.sha256(data).hexdigest()
 
 
-def verify_checksum(data: bytes, expected: str) -> None:
-    if not expected.startswith(CHECKSUM_PREFIX):
-        raise ArtifactError(f"checksum {expected!r} is not of the form 'sha256:<hex>'")
-    actual = checksum(data)
+def verify_checksum(files: Mapping[str, bytes] | bytes, expected: str) -> None:
+    if not isinstance(expected, str) or not expected.startswith(CHECKSUM_PREFIX):
+        raise ArtifactError(f"checksum {str(expected)[:80]!r} is not of the form 'sha256:<hex>'")
+    actual = checksum(files) if isinstance(files, bytes) else folder_checksum(files)
     if actual != expected:
         raise ChecksumMismatchError(f"model artifact checksum mismatch: expected {expected}, got {actual}")
 
 
-def dumps_model(model: TrainedModel) -> bytes:
-    import skops.io
-
-    pipeline_bytes = skops.io.dumps(model.pipeline, compression=zipfile.ZIP_DEFLATED)
-    metadata = json.dumps(_metadata(model), sort_keys=True, indent=1).encode("utf-8")
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        # model.skops is already compressed inside; storing it again avoids a second, useless deflate.
-        archive.writestr(zipfile.ZipInfo(METADATA_MEMBER, _ZIP_TIMESTAMP), metadata, zipfile.ZIP_DEFLATED)
-        archive.writestr(zipfile.ZipInfo(MODEL_MEMBER, _ZIP_TIMESTAMP), pipeline_bytes, zipfile.ZIP_STORED)
-    return buffer.getvalue()
-
-
-def loads_model(data: bytes, *, expected_checksum: str) -> TrainedModel:
-    """Verify the checksum, then rebuild the model; raises ArtifactError (or a subclass) on any doubt."""
-    verify_checksum(data, expected_checksum)
-    metadata, pipeline_bytes = _members(data)
-    pipeline = _load_pipeline(pipeline_bytes)
-    _warn_on_version_drift(metadata.get("libraries", {}))
-    return _model_from(metadata, pipeline)
+def load_artifact(files: Mapping[str, bytes], *, expected_checksum: str) -> ServedModel:
+    """Verify the folder's checksum, then build the servable model its format describes; raises
+    ArtifactError (or a subclass) on any doubt."""
+    verify_checksum(files, expected_checksum)
+    if not files:
+        raise ArtifactError("the artifact folder is empty")
+    if LINEAR_FILE in files and BOOSTER_FILE in files:
+        raise ArtifactError(f"the folder holds both {LINEAR_FILE} and {BOOSTER_FILE}: which model is it?")
+    if LINEAR_FILE in files:
+        return LinearModel.loads(files[LINEAR_FILE])
+    if BOOSTER_FILE in files:
+        return tree_model_from_files(files)
+    raise ArtifactError(f"not a model artifact: no {LINEAR_FILE} (linear model) or {BOOSTER_FILE} "
+                        f"(XGBoost export) among {sorted(files)[:10]}")
 
 
-def read_metadata(data: bytes) -> dict[str, Any]:
-    """The metadata alone (no model loaded), e.g. for the data-watcher's drift reference."""
-    return _members(data)[0]
+def _folder_path(folder_uri: str, bucket: str) -> str:
+    if folder_uri.startswith("gs://"):
+        named, _, path = folder_uri[len("gs://"):].partition("/")
+        if named != bucket:
+            raise ArtifactError(f"artifact folder {folder_uri[:200]!r} is not in bucket {bucket!r}")
+    else:
+        path = folder_uri.lstrip("/")
+    return path.rstrip("/") + "/"
 
 
-def _metadata(model: TrainedModel) -> dict[str, Any]:
-    training = asdict(model.training)
-    training.pop("train_seconds")  # timing isn't part of the model; the event reports it
-    training["ignored_options"] = list(training["ignored_options"])
-    return {
-        "format": ARTIFACT_FORMAT,
-        "format_version": ARTIFACT_FORMAT_VERSION,
-        "model_type": model.model_type.value,
-        "options": model.options.model_dump(mode="json", exclude_none=True),
-        "features": [{"name": spec.name, "kind": spec.kind.value} for spec in model.features],
-        "label_column": model.label_column,
-        "classes": list(model.classes) if model.classes is not None else None,
-        "seed": model.seed,
-        "training": training,
-        "drift_reference": model.drift_reference.to_dict() if model.drift_reference else None,
-        "libraries": _library_versions(),
-    }
+def read_folder(store: FolderReader, folder_uri: str) -> dict[str, bytes]:
+    """Every object under the folder, by name relative to it. Raises ArtifactError for an empty or
+    oversized folder; a storage failure is raised as it is."""
+    prefix = _folder_path(folder_uri, store.bucket)
+    paths = store.list(prefix)
+    if not paths:
+        raise ArtifactError(f"no artifact at gs://{store.bucket}/{prefix} (the folder is empty or missing)")
+    if len(paths) > MAX_FOLDER_FILES:
+        raise ArtifactError(f"the artifact folder holds {len(paths)} files (at most {MAX_FOLDER_FILES})")
+    files: dict[str, bytes] = {}
+    total = 0
+    for path in paths:
+        data = store.get(path)
+        total += len(data)
+        if total > MAX_FOLDER_BYTES:
+            raise ArtifactError(f"the artifact folder holds more than {MAX_FOLDER_BYTES >> 20} MiB")
+        files[path[len(prefix):]] = data
+    return files
 
 
-def _library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in _LIBRARIES:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
-
-
-def _members(data: bytes) -> tuple[dict[str, Any], bytes]:
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise ArtifactError("not a model artifact: expected a zip of metadata.json and model.skops") from None
-    with archive:
-        names = sorted(info.filename for info in archive.infolist())
-        if names != sorted((METADATA_MEMBER, MODEL_MEMBER)):
-            raise ArtifactError(f"not a model artifact: members {names}, expected {[METADATA_MEMBER, MODEL_MEMBER]}")
-        if sum(info.file_size for info in archive.infolist()) > MAX_UNCOMPRESSED_BYTES:
-            raise ArtifactError("model artifact refused: it unpacks to more than 1 GiB")
-        try:
-            metadata = json.loads(archive.read(METADATA_MEMBER))
-        except (ValueError, zipfile.BadZipFile) as error:
-            raise ArtifactError(f"model artifact metadata unreadable: {error}") from None
-        pipeline_bytes = archive.read(MODEL_MEMBER)
-    if not isinstance(metadata, dict) or metadata.get("format") != ARTIFACT_FORMAT:
-        raise ArtifactError("not a model artifact: metadata.json lacks format 'mlops-model'")
-    if metadata.get("format_version") != ARTIFACT_FORMAT_VERSION:
-        raise ArtifactError(f"model artifact format version {metadata.get('format_version')} is not supported "
-                            f"(this code reads version {ARTIFACT_FORMAT_VERSION})")
-    return metadata, pipeline_bytes
-
-
-def _load_pipeline(pipeline_bytes: bytes) -> Any:
-    import skops.io
-    from sklearn.pipeline import Pipeline
-
-    try:
-        untrusted = skops.io.get_untrusted_types(data=pipeline_bytes)
-    except Exception as error:  # skops raises a variety of errors on malformed input
-        raise ArtifactError(f"model.skops unreadable: {type(error).__name__}: {error}") from None
-    refused = sorted(set(untrusted) - TRUSTED_TYPES)
-    if refused:
-        raise UntrustedTypesError(refused)
-    try:
-        pipeline = skops.io.loads(pipeline_bytes, trusted=list(untrusted))
-    except Exception as error:
-        raise ArtifactError(f"model.skops failed to load: {type(error).__name__}: {error}") from None
-    if not isinstance(pipeline, Pipeline):
-        raise ArtifactError(f"model.skops holds a {type(pipeline).__name__}, not a scikit-learn Pipeline")
-    return pipeline
-
-
-def _warn_on_version_drift(written_with: dict[str, str]) -> None:
-    here = _library_versions()
-    drifted = {name: (written_with.get(name), here[name]) for name in ("scikit-learn", "numpy")
-               if written_with.get(name) != here[name]}
-    if drifted:
-        warnings.warn(ArtifactVersionWarning(
-            "model artifact written with other library versions (written, loading): "
-            + ", ".join(f"{name} {old} vs {new}" for name, (old, new) in drifted.items())), stacklevel=3)
-
-
-def _model_from(metadata: dict[str, Any], pipeline: Any) -> TrainedModel:
-    try:
-        kind = ModelType(metadata["model_type"])
-        training = dict(metadata["training"])
-        training["ignored_options"] = tuple(training.get("ignored_options", ()))
-        reference = metadata.get("drift_reference")
-        return TrainedModel(
-            model_type=kind,
-            options=parse_model_options(kind, metadata["options"]),
-            features=tuple(FeatureSpec(f["name"], FeatureKind(f["kind"])) for f in metadata["features"]),
-            label_column=metadata["label_column"],
-            classes=tuple(metadata["classes"]) if metadata["classes"] is not None else None,
-            seed=int(metadata["seed"]),
-            pipeline=pipeline,
-            training=TrainingSummary(**training),
-            drift_reference=DriftReference.from_dict(reference) if reference else None,
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise ArtifactError(f"model artifact metadata invalid: {type(error).__name__}: {error}") from None
+def write_folder(store: FolderWriter, folder: str, files: Mapping[str, bytes]) -> str:
+    """Store the files under `folder` (a path in the bucket); returns the folder's gs:// URI."""
+    uri = ""
+    for name, data in sorted(files.items()):
+        content_type = "application/json" if name.endswith(".json") else (
+            "text/plain" if name.endswith(".txt") else "application/octet-stream")
+        uri = store.put(f"{folder.rstrip('/')}/{name}", data, content_type)
+    return uri[: -len(sorted(files)[-1]) - 1] if uri else uri

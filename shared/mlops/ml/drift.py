@@ -176,3 +176,191 @@ def _categorical_counts(values: Sequence[Any], reference: CategoricalReference) 
     for category, count in counts.items():
         known[category if category in known else UNSEEN_BIN] += count
     return [known[category] for category in reference.shares]
+
+
+# ------------------------------------------------------------------------------------------------
+# Serving monitoring (services/monitor): distances of a window of serving inputs from the training
+# reference, computed from bin counts (the warehouse counts; this only does the arithmetic), as
+# Vertex AI Model Monitoring v2 reads them: Jensen-Shannon divergence for numeric features over the
+# reference's bins, L-infinity distance for categorical ones; PSI kept beside both.
+
+
+def jensen_shannon(reference: Sequence[float], current: Sequence[float]) -> float:
+    """Jensen-Shannon divergence (base 2, so within [0, 1]) of two distributions over the same bins,
+    each given as shares or counts. Symmetric and finite even where one side has an empty bin; two
+    empty sides are identical (0)."""
+    p, q = _shares(reference), _shares(current)
+    if p is None or q is None:
+        return 0.0 if p is None and q is None else 1.0
+    m = (p + q) / 2
+    return float(max(0.0, min(1.0, (_kl2(p, m) + _kl2(q, m)) / 2)))
+
+
+def l_infinity(reference: Mapping[str, float], current: Mapping[str, float]) -> float:
+    """L-infinity distance of two categorical distributions (shares or counts per category): the
+    largest difference in share of any category found on either side."""
+    p_total, q_total = sum(reference.values()), sum(current.values())
+    categories = set(reference) | set(current)
+    if not categories or (p_total <= 0 and q_total <= 0):
+        return 0.0
+    return float(max(abs((reference.get(c, 0.0) / p_total if p_total > 0 else 0.0)
+                         - (current.get(c, 0.0) / q_total if q_total > 0 else 0.0)) for c in categories))
+
+
+def _shares(values: Sequence[float]) -> np.ndarray | None:
+    array = np.asarray(values, dtype=float)
+    total = array.sum()
+    return array / total if total > 0 else None
+
+
+def _kl2(p: np.ndarray, q: np.ndarray) -> float:
+    present = p > 0  # 0 * log(0 / q) = 0; q > 0 wherever p > 0 since q is a mixture containing p
+    return float(np.sum(p[present] * np.log2(p[present] / q[present])))
+
+
+@dataclass(frozen=True)
+class FeatureWindow:
+    """One feature's figures over a window of serving inputs, against its training reference."""
+
+    feature: str
+    kind: str                       # "numeric" | "categorical"
+    rows: int                       # inputs in the window
+    distance: float                 # js (numeric) or linf (categorical), over present values
+    psi: float                      # with the missing bin (and the unseen one for categories)
+    missing_rate: float
+    unseen_rate: float | None       # categorical only: share of values never seen in training
+    out_of_range_rate: float | None  # numeric only: share of values outside the training [min, max]
+
+    @property
+    def measure(self) -> str:
+        return "js" if self.kind == "numeric" else "linf"
+
+
+def numeric_window(feature: str, reference: NumericReference, bin_counts: Sequence[int], missing: int,
+                   out_of_range: int) -> FeatureWindow:
+    """`bin_counts`: present values per reference bin ((-inf, e0], (e0, e1], ..., (e_last, inf));
+    `missing`: NULLs; `out_of_range`: present values outside the training range."""
+    if len(bin_counts) != len(reference.inner_edges) + 1:
+        raise ValueError(f"{feature}: {len(bin_counts)} bin counts for {len(reference.inner_edges) + 1} bins")
+    present = int(sum(bin_counts))
+    rows = present + missing
+    value_shares = reference.shares[:-1]  # the reference's NULL bin is last
+    return FeatureWindow(
+        feature=feature, kind="numeric", rows=rows,
+        distance=jensen_shannon(value_shares, bin_counts) if present else 0.0,
+        psi=population_stability_index(reference.shares, [*bin_counts, missing]) if rows else 0.0,
+        missing_rate=missing / rows if rows else 0.0, unseen_rate=None,
+        out_of_range_rate=out_of_range / present if present else 0.0)
+
+
+def categorical_window(feature: str, reference: CategoricalReference, category_counts: Mapping[str, int],
+                       missing: int) -> FeatureWindow:
+    """`category_counts`: present values per category as served (unseen ones under their own names)."""
+    known = {c: s for c, s in reference.shares.items() if c not in (MISSING_BIN, UNSEEN_BIN)}
+    present = int(sum(category_counts.values()))
+    rows = present + missing
+    unseen = sum(n for c, n in category_counts.items() if c not in known)
+    binned = {c: 0 for c in reference.shares}
+    for category, count in category_counts.items():
+        binned[category if category in known else UNSEEN_BIN] += count
+    binned[MISSING_BIN] = binned.get(MISSING_BIN, 0) + missing
+    return FeatureWindow(
+        feature=feature, kind="categorical", rows=rows,
+        distance=l_infinity(known, category_counts) if present else 0.0,
+        psi=population_stability_index(list(reference.shares.values()), [binned[c] for c in reference.shares])
+        if rows else 0.0,
+        missing_rate=missing / rows if rows else 0.0, unseen_rate=unseen / present if present else 0.0,
+        out_of_range_rate=None)
+
+
+SCORE_EDGES = tuple(round(0.1 * i, 1) for i in range(1, 10))  # ten equal bins of a probability
+
+
+def score_bins(scores: Sequence[float]) -> list[int]:
+    """Counts of probabilities in the ten bins (-inf, 0.1], (0.1, 0.2], ..., (0.9, inf)."""
+    index = np.searchsorted(np.asarray(SCORE_EDGES), np.asarray(scores, dtype=float), side="left")
+    return np.bincount(index, minlength=len(SCORE_EDGES) + 1).tolist()
+
+
+def realized_metric(metric: str, truth: Sequence[Any], predicted: Sequence[Any],
+                    scores: Sequence[float | None]) -> float | None:
+    """The gate's metric on served predictions whose label arrived, in numpy (no scikit-learn in the
+    monitor's image). `predicted` is the served label (classifiers) or value (regressors); `scores`
+    the positive class's probability of a binary classifier. None when the metric cannot be had
+    from what was served: a probability metric of a multiclass model, an AUC with one class."""
+    if not truth:
+        return None
+    if metric in _REGRESSION:
+        y = np.asarray([float(t) for t in truth])
+        p = np.asarray([float(v) for v in predicted])
+        return _REGRESSION[metric](y, p)
+    labels = [str(t) for t in truth]
+    served = [str(v) for v in predicted]
+    if metric == "accuracy":
+        return float(np.mean([a == b for a, b in zip(labels, served, strict=True)]))
+    positive = _positive_label(served, scores)
+    if positive is None:
+        return None
+    actual = np.asarray([label == positive for label in labels])
+    if metric in ("precision", "recall", "f1_score"):
+        hit = np.asarray([label == positive for label in served])
+        tp = float(np.sum(hit & actual))
+        precision = tp / float(hit.sum()) if hit.any() else 0.0
+        recall = tp / float(actual.sum()) if actual.any() else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return {"precision": precision, "recall": recall, "f1_score": f1}[metric]
+    probability = np.asarray([float(s) for s in scores if s is not None])
+    if len(probability) != len(actual):
+        return None
+    if metric == "log_loss":
+        clipped = np.clip(probability, 1e-15, 1 - 1e-15)
+        return float(-np.mean(np.where(actual, np.log(clipped), np.log(1 - clipped))))
+    if metric == "roc_auc":
+        return _auc(actual, probability)
+    return None
+
+
+def _positive_label(served: Sequence[str], scores: Sequence[float | None]) -> str | None:
+    """A binary classifier serves its positive class exactly when the score is above one half."""
+    for label, score in zip(served, scores, strict=True):
+        if score is not None and score > 0.5:
+            return label
+    return None
+
+
+def _auc(actual: np.ndarray, probability: np.ndarray) -> float | None:
+    """ROC AUC as the Mann-Whitney statistic (ties count one half)."""
+    positives, negatives = int(actual.sum()), int((~actual).sum())
+    if positives == 0 or negatives == 0:
+        return None
+    order = np.argsort(probability, kind="mergesort")
+    ranks = np.empty(len(probability))
+    sorted_values = probability[order]
+    i = 0
+    while i < len(sorted_values):  # average ranks over ties
+        j = i
+        while j + 1 < len(sorted_values) and sorted_values[j + 1] == sorted_values[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[actual].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def _r2(y: np.ndarray, p: np.ndarray) -> float:
+    total = float(np.sum((y - y.mean()) ** 2))
+    return 1.0 - float(np.sum((y - p) ** 2)) / total if total > 0 else 0.0
+
+
+def _explained_variance(y: np.ndarray, p: np.ndarray) -> float:
+    total = float(np.var(y))
+    return 1.0 - float(np.var(y - p)) / total if total > 0 else 0.0
+
+
+_REGRESSION = {
+    "mean_absolute_error": lambda y, p: float(np.mean(np.abs(y - p))),
+    "mean_squared_error": lambda y, p: float(np.mean((y - p) ** 2)),
+    "mean_squared_log_error": lambda y, p: float(np.mean((np.log1p(np.maximum(y, 0)) - np.log1p(np.maximum(p, 0))) ** 2)),
+    "median_absolute_error": lambda y, p: float(np.median(np.abs(y - p))),
+    "r2_score": _r2,
+    "explained_variance": _explained_variance,
+}

@@ -45,3 +45,7 @@ def require_columns(table: str, present: list[tuple[str, str]] | None, needed: l
     missing = [c for c in needed if c not in {name for name, _ in present}]
     if missing:
         raise TrainingDataError(f"snapshot table {table} has no column {', '.join(missing)}")
+
+
+class ArtifactError(InputError):
+    """Files that are not a loadable model artifact (mlops.ml.artifact and the family formats)."""

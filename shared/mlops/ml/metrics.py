@@ -27,6 +27,7 @@ from mlops.ml.options import BINARY_THRESHOLD
 
 if TYPE_CHECKING:
     from mlops.ml.model import TrainedModel
+    from mlops.ml.served import ServedModel
 
 CLASSIFIER_METRICS = ("precision", "recall", "accuracy", "f1_score", "log_loss", "roc_auc")
 REGRESSOR_METRICS = ("mean_absolute_error", "mean_squared_error", "mean_squared_log_error",
@@ -53,7 +54,7 @@ def gain(metric: str, candidate: float, champion: float) -> float:
     return candidate - champion if higher_is_better(metric) else champion - candidate
 
 
-def evaluate(model: TrainedModel, rows: Sequence[Mapping[str, Any]], *,
+def evaluate(model: ServedModel | TrainedModel, rows: Sequence[Mapping[str, Any]], *,
              threshold: float = BINARY_THRESHOLD) -> dict[str, float]:
     """ML.EVALUATE of `model` on `rows` (which carry the label column; rows with a NULL label are skipped)."""
     labelled = [row for row in rows if row.get(model.label_column) is not None]

@@ -1,28 +1,25 @@
-"""A trained model: its features, its fitted scikit-learn pipeline, and how it predicts."""
+"""A trained model: the servable model its artifact folder holds, and how it was trained.
+
+Training (`mlops.ml.training`) ends by writing the artifact folder's files and loading the servable
+model back from them, so what the trainer evaluates, stores and announces is the model that serves.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from mlops.ml.errors import InvalidInstancesError
-from mlops.ml.features import (
-    FeatureSpec,
-    Rows,
-    ServingPolicy,
-    feature_matrix,
-    instance_notes,
-    validate_instances,
-)
-from mlops.ml.options import BINARY_THRESHOLD, ModelOptions, ModelType
+from mlops.ml.features import FeatureSpec, ServingPolicy
+from mlops.ml.options import ModelOptions, ModelType
+from mlops.ml.served import ServedModel, predictions_from_probabilities
 
 if TYPE_CHECKING:
     import numpy as np
-    from sklearn.pipeline import Pipeline
 
     from mlops.ml.drift import DriftReference
+
+__all__ = ["TrainedModel", "TrainingSummary", "predictions_from_probabilities"]
 
 
 @dataclass(frozen=True)
@@ -40,78 +37,53 @@ class TrainingSummary:
 
 @dataclass(frozen=True, eq=False)
 class TrainedModel:
-    model_type: ModelType
+    served: ServedModel               # a LinearModel or a TreeModel, loaded from `files`
+    files: Mapping[str, bytes]        # the artifact folder: relative name -> bytes
     options: ModelOptions
-    features: tuple[FeatureSpec, ...]
-    label_column: str
-    classes: tuple[Any, ...] | None   # sorted labels for classifiers; the last one is positive if binary
     seed: int
-    pipeline: Pipeline
     training: TrainingSummary
     drift_reference: DriftReference | None = None  # training rows' feature distribution, for the watcher
 
     @property
+    def model_type(self) -> ModelType:
+        return self.served.model_type
+
+    @property
+    def features(self) -> tuple[FeatureSpec, ...]:
+        return self.served.features
+
+    @property
+    def label_column(self) -> str:
+        return self.served.label_column
+
+    @property
+    def classes(self) -> tuple[Any, ...] | None:
+        return self.served.classes
+
+    @property
     def is_classifier(self) -> bool:
-        return self.model_type.is_classifier
+        return self.served.is_classifier
 
     @property
     def feature_columns(self) -> list[str]:
-        return [spec.name for spec in self.features]
+        return self.served.feature_columns
+
+    @property
+    def categories(self) -> Mapping[str, frozenset[str]]:
+        return self.served.categories
 
     def validate_instances(self, instances: Any, *, extra_columns_ok: bool = False) -> list[str]:
-        return validate_instances(self.features, instances, extra_columns_ok=extra_columns_ok)
-
-    @cached_property
-    def categories(self) -> dict[str, frozenset[str]]:
-        """The categories each STRING/BOOL feature's one-hot encoding learned in training (the NULL
-        category among them when training saw NULLs there); empty for a pipeline without that step."""
-        try:
-            preprocess = self.pipeline.named_steps["preprocess"]
-            for name, encoder, columns in preprocess.transformers_:
-                if name == "one_hot":
-                    return {self.features[int(i)].name: frozenset(str(c) for c in learned)
-                            for i, learned in zip(columns, encoder.categories_, strict=True)}
-        except (AttributeError, KeyError, IndexError, TypeError, ValueError):
-            pass
-        return {}
+        return self.served.validate_instances(instances, extra_columns_ok=extra_columns_ok)
 
     def serving_problems(self, instances: Any, policy: ServingPolicy) -> list[str]:
-        """`validate_instances` for a prediction request: NULLs and unseen categories as `policy` says."""
-        return validate_instances(self.features, instances, categories=self.categories, policy=policy)
+        return self.served.serving_problems(instances, policy)
 
     def serving_notes(self, instance: Mapping[str, Any]) -> dict[str, list[str]]:
-        """Which features of a valid instance were NULL (imputed) or an unseen category (weight 0)."""
-        return instance_notes(self.features, self.categories, instance)
+        return self.served.serving_notes(instance)
 
-    def predict_proba(self, rows: Rows) -> np.ndarray:
-        if not self.is_classifier:
-            raise TypeError(f"{self.model_type.value} has no class probabilities")
-        return self.pipeline.predict_proba(feature_matrix(rows, self.features))
+    def predict_proba(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        return self.served.predict_proba(rows)
 
-    def predict(self, rows: Rows, *, extra_columns_ok: bool = False) -> tuple[list[Any], list[float | None]]:
-        """Predicted labels (or values) and scores. The score is the positive class's probability for a
-        binary classifier, the winning class's probability for a multiclass one, and None for regression.
-        Raises InvalidInstancesError listing every problem if the rows don't fit the features; columns that
-        aren't features (a label, a row key) are problems too unless `extra_columns_ok`, as when
-        evaluating on table rows."""
-        problems = self.validate_instances(rows, extra_columns_ok=extra_columns_ok)
-        if problems:
-            raise InvalidInstancesError(problems)
-        matrix = feature_matrix(rows, self.features)
-        if not self.is_classifier:
-            values = self.pipeline.predict(matrix)
-            return [float(value) for value in values], [None] * len(values)
-        probabilities = self.pipeline.predict_proba(matrix)
-        assert self.classes is not None
-        return predictions_from_probabilities(probabilities, self.classes)
-
-
-def predictions_from_probabilities(probabilities: np.ndarray, classes: Sequence[Any],
-                                   threshold: float = BINARY_THRESHOLD) -> tuple[list[Any], list[float | None]]:
-    if len(classes) == 2:
-        positive = probabilities[:, 1]
-        labels = [classes[1] if p > threshold else classes[0] for p in positive]
-        return labels, [float(p) for p in positive]
-    winners = probabilities.argmax(axis=1)
-    return [classes[i] for i in winners], [float(p) for p in probabilities.max(axis=1)]
-
+    def predict(self, rows: Sequence[Mapping[str, Any]], *,
+                extra_columns_ok: bool = False) -> tuple[list[Any], list[float | None]]:
+        return self.served.predict(rows, extra_columns_ok=extra_columns_ok)

@@ -52,6 +52,11 @@ class LearnRateStrategy(StrEnum):
     CONSTANT = "CONSTANT"
 
 
+class BoosterType(StrEnum):
+    GBTREE = "GBTREE"
+    DART = "DART"
+
+
 def _number(value: Any) -> Any:
     # pydantic would read True as 1.0 and "0.1" as 0.1; an options file with either is a mistake.
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
@@ -84,6 +89,9 @@ class ModelOptions(BaseModel):
     subsample: Number | None = Field(None, gt=0, le=1)
     num_parallel_tree: Integer | None = Field(None, ge=1, le=10_000)
     min_split_loss: Number | None = Field(None, ge=0)
+    min_tree_child_weight: Number | None = Field(None, ge=0)
+    colsample_bytree: Number | None = Field(None, gt=0, le=1)
+    booster_type: Annotated[BoosterType, BeforeValidator(_upper)] | None = None
     data_split_method: Annotated[DataSplitMethod, BeforeValidator(_upper)] | None = None
     data_split_eval_fraction: Number | None = Field(None, gt=0, lt=1)
     data_split_col: str | None = Field(None, min_length=1)
@@ -131,9 +139,10 @@ _LINEAR_OPTIONS = _SPLIT_OPTIONS | {"l1_reg", "l2_reg", "max_iterations", "learn
                                     "early_stop", "min_rel_progress"}
 _BOOSTED_OPTIONS = _SPLIT_OPTIONS | {"l1_reg", "l2_reg", "max_iterations", "learn_rate", "early_stop",
                                      "min_rel_progress", "max_tree_depth", "subsample", "num_parallel_tree",
-                                     "min_split_loss"}
+                                     "min_split_loss", "min_tree_child_weight", "colsample_bytree", "booster_type"}
 _FOREST_OPTIONS = _SPLIT_OPTIONS | {"l1_reg", "l2_reg", "early_stop", "min_rel_progress", "max_tree_depth",
-                                    "subsample", "num_parallel_tree", "min_split_loss"}
+                                    "subsample", "num_parallel_tree", "min_split_loss", "min_tree_child_weight",
+                                    "colsample_bytree"}
 _CLASS_WEIGHT_OPTIONS = frozenset({"auto_class_weights", "class_weights"})
 
 APPLICABLE_OPTIONS: dict[ModelType, frozenset[str]] = {
@@ -151,9 +160,11 @@ _COMMON_DEFAULTS: dict[str, Any] = {
 _LINEAR_DEFAULTS = {**_COMMON_DEFAULTS, "l2_reg": 0.0, "max_iterations": 20,
                     "learn_rate_strategy": LearnRateStrategy.LINE_SEARCH, "learn_rate": 0.1}
 _BOOSTED_DEFAULTS = {**_COMMON_DEFAULTS, "l2_reg": 1.0, "max_iterations": 20, "learn_rate": 0.3,
-                     "max_tree_depth": 6, "subsample": 1.0, "num_parallel_tree": 1, "min_split_loss": 0.0}
+                     "max_tree_depth": 6, "subsample": 1.0, "num_parallel_tree": 1, "min_split_loss": 0.0,
+                     "min_tree_child_weight": 1.0, "colsample_bytree": 1.0, "booster_type": BoosterType.GBTREE}
 _FOREST_DEFAULTS = {**_COMMON_DEFAULTS, "l2_reg": 1.0, "max_tree_depth": 20, "subsample": 0.8,
-                    "num_parallel_tree": 100, "min_split_loss": 0.0}
+                    "num_parallel_tree": 100, "min_split_loss": 0.0, "min_tree_child_weight": 1.0,
+                    "colsample_bytree": 1.0}
 
 # BigQuery ML's documented defaults per model type (the CREATE MODEL reference of each).
 BQML_DEFAULTS: dict[ModelType, dict[str, Any]] = {

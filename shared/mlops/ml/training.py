@@ -1,18 +1,21 @@
-"""Training like `CREATE MODEL`: BigQuery ML's model types and options mapped onto scikit-learn.
+"""Training like `CREATE MODEL`: BigQuery ML's model types and options, and the artifact it exports.
+
+- LINEAR_REG / LOGISTIC_REG are fitted with scikit-learn and saved as the portable linear artifact
+  (`mlops.ml.linear`: the scaler folded into weights on the raw features).
+- BOOSTED_TREE_* and RANDOM_FOREST_CLASSIFIER are trained with XGBoost itself, as BigQuery ML trains
+  them, and saved in BigQuery ML's EXPORT MODEL layout (`mlops.ml.trees`).
+Either way `train` returns the model loaded back from the artifact's files, so what is evaluated is
+what serves.
 
 Regularization, one convention for every linear model: the objective is the summed loss over training
 rows + l1_reg * |w|_1 + l2_reg * |w|_2^2 (BigQuery ML does not document its normalization). So
 LogisticRegression gets C = 1 / (l1_reg + 2 * l2_reg) and l1_ratio = l1_reg / (l1_reg + 2 * l2_reg),
 Ridge gets alpha = l2_reg, and ElasticNet (which averages its loss) gets alpha scaled by 1 / (2n).
+Optimizer details that change how the minimum is reached, not the model (learn_rate_strategy,
+learn_rate, early_stop and min_rel_progress for linear models) are ignored locally and listed in
+`TrainingSummary.ignored_options`.
 
-What has no scikit-learn counterpart is handled in one of two ways, recorded in the model:
-- optimizer details that change how the minimum is reached, not the model (learn_rate_strategy and
-  learn_rate for linear models, early_stop for a random forest) are ignored locally and listed in
-  `TrainingSummary.ignored_options`;
-- options that would change the model (boosted trees' subsample, num_parallel_tree, min_split_loss,
-  l1_reg) are refused with `UnsupportedLocallyError` unless they hold BigQuery ML's default.
-
-scikit-learn and numpy are imported where a model is fitted, so importing this module stays cheap.
+scikit-learn, xgboost and numpy are imported where a model is fitted, so importing this module stays cheap.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 from mlops.ml.drift import build_reference
-from mlops.ml.errors import TrainingDataError, UnsupportedLocallyError
+from mlops.ml.errors import TrainingDataError
 from mlops.ml.features import (
     FeatureKind,
     FeatureSpec,
@@ -35,16 +39,18 @@ from mlops.ml.features import (
     feature_matrix,
     infer_feature_specs,
 )
+from mlops.ml.linear import LINEAR_FILE, LinearModel, from_pipeline
 from mlops.ml.model import TrainedModel, TrainingSummary
 from mlops.ml.options import (
-    BQML_DEFAULTS,
     ModelOptions,
     ModelType,
     option_value,
     parse_model_options,
     parse_model_type,
 )
+from mlops.ml.served import ModelCard
 from mlops.ml.split import ROW_KEY_COLUMN, Split, plan_split, split_rows
+from mlops.ml.trees import fit_trees, is_tree_model
 
 if TYPE_CHECKING:
     import numpy as np
@@ -86,6 +92,35 @@ def train(
         raise TrainingDataError("the split left no training rows")
     features = infer_feature_specs(split.train_rows, feature_columns)
     labels = _labels(kind, split.train_rows, label_column)
+    reference = build_reference(
+        split.train_rows,
+        numeric_columns=[f.name for f in features if f.kind is FeatureKind.NUMERIC],
+        categorical_columns=[f.name for f in features if f.kind is not FeatureKind.NUMERIC])
+
+    def card(classes: tuple[Any, ...] | None, summary: TrainingSummary, trained_by: str) -> ModelCard:
+        training = asdict(summary)
+        training.pop("train_seconds")  # timing isn't part of the model; the event reports it
+        training["ignored_options"] = list(training["ignored_options"])
+        return ModelCard(kind, features, label_column, classes, trained_by=trained_by,
+                         options=parsed.model_dump(mode="json", exclude_none=True), seed=seed,
+                         training=training, drift_reference=reference.to_dict())
+
+    def summary(iterations: int | None, converged: bool, ignored: tuple[str, ...]) -> TrainingSummary:
+        return TrainingSummary(
+            rows_total=len(rows), rows_train=len(split.train_rows), rows_eval=len(split.eval_rows),
+            split_method=split.plan.method.value, eval_fraction=split.plan.eval_fraction,
+            iterations=iterations, converged=converged, ignored_options=ignored)
+
+    if is_tree_model(kind):
+        classes = tuple(sorted({_native(v) for v in labels})) if kind.is_classifier else None
+        weights = _sample_weights(parsed, labels) if kind.is_classifier else None
+        untimed = summary(None, True, ())
+        served, files, rounds = fit_trees(card(classes, untimed, "xgboost"), parsed, split.train_rows,
+                                          [_native(v) for v in labels], seed=seed, sample_weight=weights)
+        done = replace(untimed, iterations=rounds)
+        return TrainedModel(served, files, parsed, seed,
+                            replace(done, train_seconds=time.perf_counter() - started), reference)
+
     estimator, ignored = build_estimator(kind, parsed, seed=seed, labels=labels)
     pipeline = _pipeline(features, estimator)
     with warnings.catch_warnings(record=True) as caught:
@@ -93,16 +128,25 @@ def train(
         pipeline.fit(feature_matrix(split.train_rows, features), labels)
     converged = not any(w.category.__name__ == "ConvergenceWarning" for w in caught)
     classes = tuple(_native(c) for c in pipeline.classes_) if kind.is_classifier else None
-    summary = TrainingSummary(
-        rows_total=len(rows), rows_train=len(split.train_rows), rows_eval=len(split.eval_rows),
-        split_method=split.plan.method.value, eval_fraction=split.plan.eval_fraction,
-        iterations=_iterations(pipeline[-1]), converged=converged, ignored_options=ignored,
-        train_seconds=time.perf_counter() - started)
-    reference = build_reference(
-        split.train_rows,
-        numeric_columns=[f.name for f in features if f.kind is FeatureKind.NUMERIC],
-        categorical_columns=[f.name for f in features if f.kind is not FeatureKind.NUMERIC])
-    return TrainedModel(kind, parsed, features, label_column, classes, seed, pipeline, summary, reference)
+    done = summary(_iterations(pipeline[-1]), converged, ignored)
+    artifact = from_pipeline(card(classes, done, "scikit-learn"), pipeline).dumps()
+    return TrainedModel(LinearModel.loads(artifact), {LINEAR_FILE: artifact}, parsed, seed,
+                        replace(done, train_seconds=time.perf_counter() - started), reference)
+
+
+def _sample_weights(options: ModelOptions, labels: np.ndarray) -> list[float] | None:
+    """class_weights / auto_class_weights as XGBoost sample weights (balanced: n / (classes * count))."""
+    weights = _class_weight(options, labels)
+    if weights is None:
+        return None
+    import numpy as np
+
+    if weights == "balanced":
+        values, counts = np.unique(labels, return_counts=True)
+        share = {_native(v): len(labels) / (len(values) * c) for v, c in zip(values, counts, strict=True)}
+        return [float(share[_native(label)]) for label in labels]
+    assert isinstance(weights, dict)
+    return [float(weights[_native(label)]) for label in labels]
 
 
 def split_for(model_type: str | ModelType, options: ModelOptions, rows: Rows, *,
@@ -192,8 +236,8 @@ def _iterations(estimator: Any) -> int | None:
 
 def build_estimator(kind: ModelType, options: ModelOptions, *, seed: int,
                     labels: np.ndarray) -> tuple[Any, tuple[str, ...]]:
-    """The scikit-learn estimator for a model type and options (given the training labels, which class
-    weights and the early-stopping tolerance depend on), plus the options it had to ignore."""
+    """The scikit-learn estimator for a linear model type and options (given the training labels, which
+    class weights depend on), plus the options it had to ignore. Trees are XGBoost's (`mlops.ml.trees`)."""
     def value(name: str) -> Any:
         return option_value(kind, options, name)
 
@@ -203,25 +247,11 @@ def build_estimator(kind: ModelType, options: ModelOptions, *, seed: int,
     if kind is ModelType.LINEAR_REG:
         return _linear(value, seed, len(labels)), _ignored(
             options, "learn_rate_strategy", "learn_rate", "early_stop", "min_rel_progress")
-    if kind in (ModelType.BOOSTED_TREE_CLASSIFIER, ModelType.BOOSTED_TREE_REGRESSOR):
-        _require_default(kind, options, "l1_reg", "subsample", "num_parallel_tree", "min_split_loss")
-        return _boosted(kind, value, _class_weight(options, labels), labels, seed), ()
-    _require_default(kind, options, "l1_reg", "l2_reg", "min_split_loss")
-    return _forest(value, _class_weight(options, labels), seed), _ignored(options, "early_stop", "min_rel_progress")
+    raise ValueError(f"{kind.value} is not a linear model")
 
 
 def _ignored(options: ModelOptions, *names: str) -> tuple[str, ...]:
     return tuple(name for name in names if getattr(options, name) is not None)
-
-
-def _require_default(kind: ModelType, options: ModelOptions, *names: str) -> None:
-    for name in names:
-        chosen = getattr(options, name)
-        default = BQML_DEFAULTS[kind][name]
-        if chosen is not None and chosen != default:
-            raise UnsupportedLocallyError(
-                f"option {name!r} = {chosen} has no scikit-learn counterpart for {kind.value}; the local backend "
-                f"only supports its BigQuery ML default ({default}). Use the BigQuery ML backend or drop it.")
 
 
 def _class_weight(options: ModelOptions, labels: np.ndarray) -> str | dict[Any, float] | None:
@@ -266,56 +296,3 @@ def _linear(value: Any, seed: int, train_rows: int) -> Any:
     if l2 > 0:
         return Ridge(alpha=l2)
     return LinearRegression()  # BigQuery ML's NORMAL_EQUATION path: closed form, no iterations
-
-
-def _boosted(kind: ModelType, value: Any, class_weight: Any, labels: np.ndarray, seed: int) -> Any:
-    from sklearn.ensemble import (
-        HistGradientBoostingClassifier,
-        HistGradientBoostingRegressor,
-    )
-
-    common = dict(
-        learning_rate=float(value("learn_rate")),
-        max_iter=int(value("max_iterations")),
-        max_depth=int(value("max_tree_depth")),
-        max_leaf_nodes=None,  # XGBoost grows depth-limited trees, not leaf-limited ones
-        l2_regularization=float(value("l2_reg")),
-        early_stopping=bool(value("early_stop")),
-        # BigQuery ML stops once an iteration improves the loss by less than min_rel_progress (relative).
-        # sklearn's tolerance is absolute, so it is min_rel_progress times the loss of the constant model
-        # (where boosting starts); measured on the training loss, so no rows are held back from training.
-        scoring="loss",
-        validation_fraction=None,
-        n_iter_no_change=1,
-        tol=float(value("min_rel_progress")) * _starting_loss(kind, labels),
-        random_state=seed,
-    )
-    if kind is ModelType.BOOSTED_TREE_CLASSIFIER:
-        return HistGradientBoostingClassifier(class_weight=class_weight, **common)
-    return HistGradientBoostingRegressor(**common)
-
-
-def _starting_loss(kind: ModelType, labels: np.ndarray) -> float:
-    """The loss of the constant prediction, in the units sklearn's boosting reports its loss in: mean log
-    loss (the label entropy) for classifiers, half the mean squared error (half the variance) for regressors."""
-    import numpy as np
-
-    if kind is ModelType.BOOSTED_TREE_CLASSIFIER:
-        _, counts = np.unique(labels, return_counts=True)
-        shares = counts / counts.sum()
-        return float(-(shares * np.log(shares)).sum())
-    return float(np.var(labels.astype(float))) / 2.0
-
-
-def _forest(value: Any, class_weight: Any, seed: int) -> Any:
-    from sklearn.ensemble import RandomForestClassifier
-
-    subsample = float(value("subsample"))
-    return RandomForestClassifier(
-        n_estimators=int(value("num_parallel_tree")),
-        max_depth=int(value("max_tree_depth")),
-        max_samples=None if subsample >= 1.0 else subsample,
-        class_weight=class_weight,
-        random_state=seed,
-        n_jobs=1,  # determinism and predictable CPU use in a 1-CPU service
-    )

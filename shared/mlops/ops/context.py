@@ -69,11 +69,6 @@ class CliContext:
 
         return runtime.model_registry(self.settings)
 
-    def predictor_url(self) -> str:
-        if self.state is None or "predictor" not in self.state.components:
-            return os.environ.get("MLOPS_PREDICTOR_URL", "")
-        return self.state.url("predictor")
-
     @cached_property
     def readers(self) -> ReadClients:
         return ReadClients(self)

@@ -3,7 +3,12 @@
 The demo only does what a user (or a daily load job) would: apply a spec, land rows, send
 prediction traffic, land late labels. Everything else (snapshots, training, gating, registering,
 deploying, logging predictions) happens in the services, triggered by events. The demo watches
-the registry and the predictor to report progress and timings.
+the registry and the pipeline's Vertex AI endpoint (locally the stand-in, each deployed version its
+own serving process) to report progress and timings; its predictions go through the endpoint.
+
+With a canary share (`run_demo(canary_percent=20)`, `mlops demo --canary 20`) each new champion first
+takes that share of the traffic; the closing note counts, per round, the predictions in BigQuery by
+the model version that answered.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import requests
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -29,6 +33,7 @@ from mlops.ops.context import CliContext
 from mlops.ops.errors import NotReachable, RunFailed
 from mlops.ops.ingest import ingest_labels, ingest_rows
 from mlops.ops.reset import reset
+from mlops.ops.serving import EndpointClient
 from mlops.ops.ticks import publish_tick
 from mlops.ports.registry import VersionMeta
 from mlops.stack.supervisor import Stack
@@ -108,15 +113,17 @@ class LoopWatcher:
     def __init__(self, ctx, spec: PipelineSpec):
         self.ctx = ctx
         self.spec = spec
-        self.predictor = ctx.predictor_url()
-        self.http = requests.Session()
+        self.endpoint = EndpointClient(ctx.settings)
 
     def versions(self) -> dict[str, Any]:
         return {v.version_id: v for v in self.ctx.registry.list_versions(self.spec.model_id)}
 
     def serving(self) -> dict[str, int]:
-        health = self.http.get(f"{self.predictor}/healthz", timeout=5).json()
-        return health.get("serving", {}).get(self.spec.name, {})
+        """Model version -> its share of the endpoint's traffic."""
+        try:
+            return self.endpoint.split(self.spec.endpoint_name)
+        except NotReachable:
+            return {}
 
     def wait_new_version(self, known: set[str], timeout: float) -> Any:
         deadline = time.monotonic() + timeout
@@ -144,13 +151,22 @@ class LoopWatcher:
         def one(index_row: tuple[int, dict[str, Any]]) -> str | None:
             index, row = index_row
             request_id = f"{run_tag}-{index}"
-            response = self.http.post(f"{self.predictor}/predict/{self.spec.name}",
-                                      json={"instances": [{f: row[f] for f in features}]},
-                                      headers={"X-Request-Id": request_id}, timeout=10)
-            return request_id if response.status_code == 200 else None
+            # Through the endpoint, which forwards the body and nothing else: the id goes in the body.
+            status, _ = self.endpoint.predict(self.spec.endpoint_name, {
+                "instances": [{f: row[f] for f in features}], "parameters": {"request_id": request_id}}, timeout=10)
+            return request_id if status == 200 else None
 
         with ThreadPoolExecutor(max_workers=4) as pool:
             return [rid for rid in pool.map(one, enumerate(rows)) if rid]
+
+    def by_version(self, run_tag: str) -> dict[str, int]:
+        """Predictions in BigQuery whose request id starts with `run_tag`, by the version that answered."""
+        rows = self.ctx.warehouse.query(
+            f"SELECT model_version, COUNT(DISTINCT request_id) AS n FROM "
+            f"{quote_qualified(self.ctx.warehouse.qualified(PREDICTIONS_TABLE))} "
+            "WHERE pipeline = @pipeline AND STARTS_WITH(request_id, @tag) GROUP BY model_version",
+            {"pipeline": self.spec.name, "tag": run_tag})
+        return {str(r["model_version"]): int(r["n"]) for r in rows}
 
     def logged(self, request_ids: Sequence[str]) -> int:
         rows = self.ctx.warehouse.query(
@@ -159,9 +175,11 @@ class LoopWatcher:
         return int(rows[0]["n"])
 
 
-def run_demo(data_dir: Path | None = None, keep: bool = False, console: Console | None = None) -> dict[str, Any]:
+def run_demo(data_dir: Path | None = None, keep: bool = False, console: Console | None = None,
+             canary_percent: int = 0) -> dict[str, Any]:
     """Play the demo. With no `data_dir` it runs in its own folder, reset first (announced); in a
-    folder of the user's, nothing is deleted and a taken pipeline name gets a suffix."""
+    folder of the user's, nothing is deleted and a taken pipeline name gets a suffix. `canary_percent`
+    is the spec's `deployment.canary_percent`."""
     console = console or Console(stderr=True)
     started = time.monotonic()
     if data_dir is None:
@@ -172,7 +190,7 @@ def run_demo(data_dir: Path | None = None, keep: bool = False, console: Console 
             reset(data_dir)
     stack = Stack(data_dir)
     already_up = stack.status()["up"]
-    with console.status("starting the local stack (emulators, Vertex stand-in, 7 services)..."):
+    with console.status("starting the local stack (emulators, Vertex stand-in, services)..."):
         try:
             stack.up()
         except RuntimeError as error:  # a component that would not start: its log says why
@@ -182,6 +200,9 @@ def run_demo(data_dir: Path | None = None, keep: bool = False, console: Console 
     try:
         ctx = CliContext(data_dir)
         spec = demo_spec(free_pipeline_name(ctx.specs.names()))
+        if canary_percent:
+            spec = spec.model_copy(update={"deployment": spec.deployment.model_copy(
+                update={"canary_percent": canary_percent})})
         if spec.name != DEMO_PIPELINE:
             console.print(f"pipeline {DEMO_PIPELINE} already exists in {data_dir}: this run is pipeline {spec.name}")
         ctx.specs.put(spec)
@@ -230,12 +251,15 @@ def run_demo(data_dir: Path | None = None, keep: bool = False, console: Console 
         while watcher.logged(sent) < len(sent) and time.monotonic() < deadline:
             time.sleep(0.2)
         logged = watcher.logged(sent)
+        for round_ in rounds:
+            round_["predictions_by_version"] = watcher.by_version(f"demo-round{round_['round']}-")
         summary = {
             "ok": logged == len(sent) and any(r["decision"] == Decision.PROMOTE for r in rounds)
                   and any(r["decision"] == Decision.REJECT for r in rounds) and len(rounds) >= 3,
             "pipeline": spec.name, "rounds": rounds,
             "predictions_sent": len(sent), "predictions_logged": logged,
             "serving": watcher.serving(), "seconds": round(time.monotonic() - started, 1),
+            "canary_percent": spec.deployment.canary_percent,
         }
         print_summary(console, summary)
         return summary
@@ -259,3 +283,9 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
     console.print(table)
     console.print(f"predictions: {summary['predictions_sent']} sent, {summary['predictions_logged']} in BigQuery; "
                   f"serving {summary['serving']}; {summary['seconds']} s in all")
+    split = "; ".join(f"round {r['round']}: " + ", ".join(f"v{v} {n}" for v, n in sorted(r["predictions_by_version"].items()))
+                      for r in summary["rounds"] if r.get("predictions_by_version"))
+    if split:
+        console.print(f"predictions in BigQuery by the version that answered (through the endpoint"
+                      f"{', canary ' + str(summary['canary_percent']) + '%' if summary.get('canary_percent') else ''}): "
+                      f"{split}")

@@ -81,7 +81,7 @@ def lineage(registry, warehouse: SqlReader, pipeline: str, version_id: str) -> d
         if event.pipeline == pipeline and version_id in shares:
             deployments.append({"time": event.time, "event_id": event.id, "action": payload["action"],
                                 "endpoint": payload["endpoint"], "version_id": payload["version_id"],
-                                "traffic_percent": shares[version_id],
+                                "traffic_percent": shares[version_id], "reason": payload.get("reason") or "",
                                 "code_version": event.attributes.get("code_version", "")})
     return {
         "pipeline": pipeline, "version": version_id, "resource_name": version.resource_name,

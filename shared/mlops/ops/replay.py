@@ -39,11 +39,17 @@ class PlannedReplay:
         }
 
 
-def plan_replay(original: ArchivedEvent) -> PlannedReplay:
+# A forced replay (`--force`) may redeploy a version that was rolled back (deployer/traffic.py).
+REPLAY_FORCE_ATTRIBUTE = "replay_force"
+
+
+def plan_replay(original: ArchivedEvent, force: bool = False) -> PlannedReplay:
     if not original.type:
         raise ReplayError(f"archived message {original.message_id} has no event type (a dead letter?)")
     event = decode(original.type, original.data.encode("utf-8"))  # upcast through today's schema
     envelope = new_envelope(event, REPLAY_SOURCE, replay_of=original.id)
+    if force:
+        envelope = envelope.with_changes(extra={REPLAY_FORCE_ATTRIBUTE: "true"})
     return PlannedReplay(original, event, envelope)
 
 

@@ -106,6 +106,22 @@ class IntentLog:
             raise
         return made, self._close(intent, made)
 
+    def record(self, intent: Intent) -> Intent:
+        """Write an intent as it is now (a step of a call that outlives the request: the operation's
+        name once started, its outcome once known)."""
+        return self._put(intent)
+
+    def all(self) -> list[Intent]:
+        """Every intent of this stage (for a follow-up that finishes the calls still open)."""
+        prefix = intent_path(self.stage, "x").rsplit("/", 1)[0] + "/"
+        found = []
+        for path in self._blobs.list(prefix):
+            try:
+                found.append(Intent(**json.loads(self._blobs.get(path))))
+            except (ValueError, TypeError) as error:
+                log.warning("unreadable intent; skipped", path=path, error=str(error)[:200])
+        return found
+
     def _await(self, intent: Intent, effect: Callable[[], str | None]) -> str | None:
         while True:
             found = effect()

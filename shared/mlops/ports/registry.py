@@ -126,6 +126,17 @@ class DeployedModel:
 
 
 @dataclass(frozen=True)
+class DeployOperation:
+    """Where a deploy started with `start_deploy` is: running, done (with the deployed model it made),
+    or failed (with the endpoint's reason; the endpoint is then as it was)."""
+
+    name: str
+    done: bool
+    deployed_model_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Deployment:
     """The outcome of one deploy: which deployed model it created and the endpoint afterwards."""
 
@@ -154,8 +165,15 @@ class ModelRegistry(Protocol):
         description: str = "",
         *,
         make_default: bool = True,
+        serving_env: Mapping[str, str] | None = None,
+        predict_route: str | None = None,
+        health_route: str | None = None,
     ) -> ModelVersion:
         """Register a new version; the model itself is created on first use.
+
+        `serving_image` is the version's serving container, started by each deploy with the
+        environment `serving_env` and answering `predict_route` / `health_route` (Vertex AI's
+        containerSpec: fixed at upload, so everything the container needs to know goes here).
 
         Version ids count from "1" per model. The first version of a model is always the default;
         a later one becomes it when `make_default`. `aliases` are taken from any version holding them.
@@ -215,6 +233,7 @@ class ModelEndpoint(Protocol):
         min_replicas: int = 1,
         max_replicas: int = 1,
         display_name: str | None = None,
+        service_account: str | None = None,
     ) -> Deployment:
         """Deploy `version` with `traffic_percent` of the traffic; the rest stays on what was
         deployed before, scaled proportionally (a canary) and rounded as the Vertex SDK rounds. On
@@ -222,6 +241,28 @@ class ModelEndpoint(Protocol):
 
         NotFoundError for an unknown endpoint or a version the registry does not have;
         TrafficSplitError for a share outside 1..100."""
+        ...
+
+    def start_deploy(
+        self,
+        endpoint: str,
+        version: ModelVersion,
+        traffic_percent: int,
+        *,
+        machine_type: str = "n1-standard-2",
+        min_replicas: int = 1,
+        max_replicas: int = 1,
+        display_name: str | None = None,
+        service_account: str | None = None,
+    ) -> str:
+        """Start deploying `version` (as `deploy` does, split included) and return at once the name of
+        the long-running operation; `deploy_operation` says how it went. A deploy takes minutes on
+        Vertex AI: callers record the name and look again later instead of waiting. Refusals known
+        before starting (NotFoundError, TrafficSplitError) are raised here."""
+        ...
+
+    def deploy_operation(self, name: str) -> DeployOperation:
+        """The state of a deploy started by `start_deploy`. NotFoundError for an unknown operation."""
         ...
 
     def set_traffic(self, endpoint: str, split: Mapping[str, int]) -> list[DeployedModel]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 Row = dict[str, Any]
 Column = tuple[str, str, str]  # (name, GoogleSQL type, mode: NULLABLE | REQUIRED | REPEATED)
@@ -43,6 +43,21 @@ class WarehouseError(RuntimeError):
 class TableNotFound(WarehouseError):
     """The table (or its dataset) does not exist: nothing creates one implicitly but `ensure_table`
     (and `create_snapshot` for its snapshot)."""
+
+
+Operator = Literal["=", "!=", "<", "<=", ">", ">=", "in", "is null", "is not null", "is not false"]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One predicate of a read's row restriction, `column op value`, ANDed with the others. Values are
+    typed (int, float, bool, str, datetime; a sequence for `in`), never SQL text: the BigQuery adapter
+    renders them as literals through `mlops.core.sql`. NULL compares as in SQL: `=`, `<`... are false
+    for it; `is not false` keeps TRUE and NULL (BigQuery ML's CUSTOM split: those are eval rows)."""
+
+    column: str
+    op: Operator
+    value: Any = None
 
 
 @dataclass(frozen=True)
@@ -87,14 +102,23 @@ class Warehouse(Protocol):
         exist."""
 
     def insert_rows(self, table: str, rows: Sequence[Row], row_ids: Sequence[str] | None = None) -> None:
-        """Append rows (a streaming insert), all or none: a row that does not fit the table (a value
-        its column's type cannot hold) raises `WarehouseError` and none of the batch lands.
+        """Append rows (a Storage Write API append; insertAll without the Storage API clients), all or
+        none: a row that does not fit the table (a value its column's type cannot hold) raises
+        `WarehouseError` and none of the batch lands.
 
-        `row_ids` (one per row, else ValueError) become BigQuery insertIds. They are NOT a dedupe
-        guarantee: BigQuery drops a retried row with a known insertId on a best-effort basis only,
-        and bqemulator 1.4.0 ignores insertIds (both copies land), as the in-memory warehouse does.
+        The adapter's own resend of an append lands once (stream offsets), but a second call with
+        the same rows adds them again. `row_ids` (one per row, else ValueError) are insertIds on the
+        insertAll path only, and NOT a dedupe guarantee there: BigQuery drops a retried row with a
+        known insertId on a best-effort basis only, and bqemulator 1.4.0 ignores insertIds (both
+        copies land), as the in-memory warehouse does.
         A stage that must not write twice checks `has_rows` on its input event id first (the
         inference-logger does); row ids only thin out the duplicates of a client-side retry."""
+
+    def load_rows(self, table: str, rows: Sequence[Row]) -> None:
+        """Land a batch of any size whole or not at all (a load: in BigQuery a pending write stream of
+        the Storage Write API, committed in one call), as `insert_rows` checks rows: a row that does
+        not fit raises `WarehouseError` and nothing lands. No dedupe: the caller skips rows already
+        there (`mlops ingest` checks its row ids first)."""
 
     def has_rows(self, table: str, column: str, value: str) -> bool:
         """Whether any row has `column = value` (a stage's idempotence check on its input event id)."""
@@ -116,9 +140,11 @@ class Warehouse(Protocol):
         of that name is kept as it is (and its count returned)."""
 
     def read_rows(self, table: str, columns: Sequence[str], where_after: datetime | None = None,
-                  dataset: str | None = None) -> list[Row]:
-        """The named columns of a table's rows (only those ingested after `where_after` if given),
-        ordered by `_row_id`; a column the table lacks raises `WarehouseError`."""
+                  dataset: str | None = None, where: Sequence[Condition] = ()) -> list[Row]:
+        """The named columns of a table's rows (only those ingested after `where_after` if given, and
+        only those meeting every `where` condition), ordered by `_row_id`; a column the table lacks
+        (selected or in a condition) raises `WarehouseError`. BigQuery reads with the Storage Read API,
+        the conditions pushed down as its row restriction, so a filtered read costs the rows it keeps."""
 
     def last_snapshot(self, pipeline: str) -> SnapshotRecord | None:
         """The newest (by `created_at`) snapshot recorded for a pipeline."""

@@ -31,10 +31,16 @@ def event_bus(settings: CommonSettings) -> EventBus:
 
 
 def warehouse(settings: CommonSettings) -> SqlWarehouse:
-    from mlops.adapters.bigquery import BigQueryWarehouse, bigquery_client
+    from mlops.adapters.bigquery import BigQueryWarehouse, bigquery_client, storage_clients
 
+    # Rows move through the Storage Read/Write APIs: in the cloud always, locally when the emulator's gRPC
+    # port is known (a stack started before BIGQUERY_STORAGE_EMULATOR_HOST existed falls back to REST).
+    # On bqemulator, appends stay on insertAll: its Write API appends break while REST queries run.
+    local_rest_only = settings.bigquery_emulator_host and not settings.bigquery_storage_emulator_host
+    storage = None if local_rest_only else storage_clients(settings.bigquery_storage_emulator_host)
     return BigQueryWarehouse(bigquery_client(settings.project, settings.bigquery_emulator_host), settings.project, settings.dataset,
-                             settings.snapshot_dataset)
+                             settings.snapshot_dataset, storage=storage,
+                             stream_appends=not settings.bigquery_emulator_host)
 
 
 def blob_store(settings: CommonSettings) -> BlobStore:
@@ -65,7 +71,7 @@ def trainer_backend(settings: TrainingSettings) -> TrainerBackend:
     if settings.trainer_backend == "bqml":
         from mlops.adapters.bqml_backend import BigQueryMLBackend
 
-        return BigQueryMLBackend(warehouse(settings), settings.dataset)
+        return BigQueryMLBackend(warehouse(settings), settings.dataset, blob_store(settings))
     from mlops.adapters.sklearn_backend import SklearnBackend
 
     return SklearnBackend(warehouse(settings), blob_store(settings))

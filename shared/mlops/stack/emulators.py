@@ -409,6 +409,9 @@ def _sql_quote(text: str) -> str:
     return text.replace("'", "''")
 
 
+STORAGE_API_ENV_VAR = "BIGQUERY_STORAGE_EMULATOR_HOST"
+
+
 class BigQueryEmulator(Emulator):
     """`bqemulator` (DuckDB-backed), persistent under data_dir, with its gRPC port beside REST."""
 
@@ -465,6 +468,10 @@ class BigQueryEmulator(Emulator):
     @classmethod
     def client_env(cls, port: int) -> dict[str, str]:
         return {cls.env_var: f"http://{HOST}:{port}"}  # the client requires the scheme
+
+    def env(self) -> dict[str, str]:
+        # The Storage Read/Write API clients speak gRPC to the other port (host:port, no scheme).
+        return {**super().env(), STORAGE_API_ENV_VAR: f"{HOST}:{self.grpc_port}"}
 
     @classmethod
     def probe_url(cls, port: int, project: str = DEFAULT_PROJECT) -> str:

@@ -60,6 +60,11 @@ def _log() -> Any:
     return structlog.get_logger("stack")
 
 STATE_FILE = "state.json"
+# The Vertex stand-in's state (models, endpoints, and the serving containers it runs).
+VERTEX_STATE_FILE = "vertex.json"
+VERTEX_STATE_ENV = "MLOPS_VERTEX_STATE"
+SERVING = "serving"  # the kind of a serving container in `status`
+ACK_DEADLINE_ENV = "MLOPS_PUSH_ACK_DEADLINE_S"
 DEFAULT_DATA_DIR = Path(".mlops")
 READY_TIMEOUT_S = 90.0
 # How long `up` waits for the supervisor to report the whole stack healthy (emulators boot in
@@ -298,6 +303,9 @@ class Stack:
                    "restarts": c.restarts, "log": c.log}
             for name, c in state.components.items()
         }
+        for name, c in serving_containers(Path(state.data_dir)).items():
+            components[name] = {"kind": SERVING, "pid": c.pid, "port": c.port, "alive": pid_alive(c.pid),
+                                "healthy": c.healthy(), "restarts": c.restarts, "log": c.log}
         return {"up": all(c["healthy"] for c in components.values()), "data_dir": state.data_dir,
                 "project": state.project, "components": components, "env": state.env}
 
@@ -345,13 +353,36 @@ class Stack:
         from concurrent.futures import ThreadPoolExecutor
 
         rest = [c for c in state.components.values() if c.kind != SUPERVISOR]
-        for wave in ([c for c in rest if c.kind != "emulator"], [c for c in rest if c.kind == "emulator"]):
+        # The stand-ins first, so the Vertex one starts no serving container again; then those
+        # containers with the services; emulators last.
+        rest += list(serving_containers(Path(state.data_dir)).values())
+        for wave in ([c for c in rest if c.kind == "stand-in"],
+                     [c for c in rest if c.kind not in ("emulator", "stand-in")],
+                     [c for c in rest if c.kind == "emulator"]):
             if wave:
                 with ThreadPoolExecutor(max_workers=len(wave)) as pool:
                     done = list(pool.map(lambda c: stop_pid(c.pid), wave))
                 stopped += [c.name for c, ok in zip(wave, done, strict=True) if ok]
         self.state_path.unlink(missing_ok=True)
         return stopped
+
+
+def serving_containers(data_dir: Path) -> dict[str, Component]:
+    """The serving containers the Vertex stand-in runs (one per deployed model), from its state file,
+    as components named `serving-<deployed model id>`: listed by `status` (with how often the stand-in
+    started one again after it died), stopped by `down`."""
+    path = data_dir / VERTEX_STATE_FILE
+    try:
+        containers = json.loads(path.read_text()).get("containers", {}) if path.exists() else {}
+    except (OSError, ValueError):
+        return {}
+    found = {}
+    for dm_id, record in containers.items():
+        name = f"{SERVING}-{dm_id}"
+        found[name] = Component(name, SERVING, int(record.get("pid") or 0), record.get("port"),
+                                f"http://{HOST}:{record.get('port')}{record.get('healthRoute', '/')}",
+                                record.get("log", ""), restarts=int(record.get("restarts") or 0))
+    return found
 
 
 def _failure_line(process: ManagedProcess) -> str:
@@ -438,9 +469,11 @@ class Supervisor:
 
         self._start_emulators()
         self._provision_storage_and_warehouse()
-        service_ports = {s.name: free_port(HOST) for s in SERVICES}
-        self._start_vertex(service_ports["predictor"])
-        for service in SERVICES:
+        # The predictor is no Cloud Run service: the Vertex stand-in starts one per deployed model.
+        cloud_run = [s for s in SERVICES if s.runs_on == "cloud-run"]
+        service_ports = {s.name: free_port(HOST) for s in cloud_run}
+        self._start_vertex()
+        for service in cloud_run:
             argv, folder = service_argv(service, service_ports[service.name])
             port = service_ports[service.name]
             self._launch_new(Component(service.name, "service", 0, port, f"http://{HOST}:{port}/healthz", "",
@@ -483,13 +516,14 @@ class Supervisor:
         os.environ.update(self.state.env)  # our own clients (provisioning) talk to these emulators
         self._save()
 
-    def _start_vertex(self, predictor_port: int) -> None:
+    def _start_vertex(self) -> None:
         port = free_port(HOST)
+        # The serving containers it starts log beside the components (logs/serving-<deployed model>.log).
         self._launch_new(Component(
             "vertex", "stand-in", 0, port, f"http://{HOST}:{port}/healthz", "",
             argv=gunicorn_argv("mlops.stack.vertex_local:create_app()", port), cwd=str(self.data_dir),
-            env={"MLOPS_VERTEX_STATE": str(self.data_dir / "vertex.json"), "PYTHONUNBUFFERED": "1",
-                 "MLOPS_VERTEX_PREDICT_URL": f"http://{HOST}:{predictor_port}/predict"}))
+            env={VERTEX_STATE_ENV: str(self.data_dir / VERTEX_STATE_FILE), "PYTHONUNBUFFERED": "1",
+                 "MLOPS_VERTEX_LOG_DIR": str(self.logs)}))
         self.state.env["MLOPS_VERTEX_ENDPOINT"] = f"http://{HOST}:{port}"
         self._save()
 
@@ -555,10 +589,13 @@ class Supervisor:
         provision_bigquery(runtime.warehouse(self._settings()))
 
     def _provision_pubsub(self) -> None:
+        from mlops.core.topology import DeliveryPolicy
         from mlops.stack.provision import provision_pubsub
 
         urls = {c.name: f"http://{HOST}:{c.port}" for c in self.state.components.values() if c.kind == "service"}
-        provision_pubsub(self.project, urls)
+        # A shorter push ack deadline (tests: a deploy that outlives its push) via MLOPS_PUSH_ACK_DEADLINE_S.
+        ack = self.state.env.get(ACK_DEADLINE_ENV)
+        provision_pubsub(self.project, urls, DeliveryPolicy(ack_deadline_s=int(ack)) if ack else DeliveryPolicy())
 
     # ---------------------------------------------------------------- watch and restart
 

@@ -1,10 +1,15 @@
-"""The local stand-in for Cloud Scheduler: a `watch.tick` per pipeline on its spec's schedule.
+"""The local stand-in for Cloud Scheduler: a `watch.tick` per pipeline on its spec's schedule, and
+heartbeats (`watch.tick` for every pipeline, reason `heartbeat`) every `MLOPS_HEARTBEAT_S` seconds
+while a deploy is open, for the deployer to finish it (a deploy outlives the push that started it).
 
-In the cloud a Cloud Scheduler job per pipeline publishes the same tick to the same topic.
+In the cloud a Cloud Scheduler job per pipeline publishes the same ticks to the same topic, and one
+more job the heartbeat, every minute. Locally heartbeats are sent only while the deployer has a
+deploy open (its intents in the bucket), so an idle stack's archive stays quiet.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -16,15 +21,29 @@ from mlops.core.events import TickReason, WatchTick
 from mlops.core.events.envelope import new_envelope
 from mlops.core.log import configure_logging
 from mlops.core.settings import CommonSettings, load_settings
+from mlops.ports.intents import IN_FLIGHT, IntentLog
 
 log = structlog.get_logger("ticker")
 LOOK_EVERY_S = 1.0
+HEARTBEAT_ENV = "MLOPS_HEARTBEAT_S"
 
 
-def run(bus, specs, stop: threading.Event) -> None:
+def deploys_open(intents: IntentLog) -> bool:
+    return any(i.call == "deploy" and i.state == IN_FLIGHT for i in intents.all())
+
+
+def run(bus, specs, stop: threading.Event, intents: IntentLog | None = None, heartbeat_s: float = 2.0) -> None:
     last_tick: dict[str, float] = {}
+    last_beat = 0.0
     while not stop.is_set():
         now = time.monotonic()
+        try:
+            if intents is not None and now - last_beat >= heartbeat_s and deploys_open(intents):
+                beat = WatchTick(pipeline=None, reason=TickReason.HEARTBEAT)
+                bus.publish(beat, new_envelope(beat, "ticker")).result(timeout=30)
+                last_beat = now
+        except Exception as error:  # noqa: BLE001 - the next look sends it
+            log.warning("heartbeat failed", error=repr(error))
         try:
             for name in specs.names():
                 every = specs.get(name).retrain.schedule_seconds
@@ -43,7 +62,9 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run(runtime.event_bus(settings), runtime.spec_store(settings), stop)
+    run(runtime.event_bus(settings), runtime.spec_store(settings), stop,
+        intents=IntentLog(runtime.blob_store(settings), "deployer"),
+        heartbeat_s=float(os.environ.get(HEARTBEAT_ENV, "2")))
 
 
 if __name__ == "__main__":

@@ -5,24 +5,37 @@ from mlops.core.events.envelope import Envelope, EnvelopeError, new_envelope
 from mlops.core.events.types import (
     EVENT_CLASSES,
     EVENTS_BY_TYPE,
+    CanaryJudged,
     DataReady,
     DataSkipped,
     DeployedModel,
+    DeploymentRequested,
     Event,
     ModelDeployed,
     ModelEvaluated,
     ModelRegistered,
     ModelTrained,
+    MonitoringBreached,
     Prediction,
     PredictionMade,
     StageFailed,
     WatchTick,
 )
-from mlops.core.events.vocabulary import Decision, DeploymentAction, SkipCause, TickReason, Trigger
+from mlops.core.events.vocabulary import (
+    CanaryOutcome,
+    CheckKind,
+    Decision,
+    DeploymentAction,
+    RequestedAction,
+    SkipCause,
+    TickReason,
+    Trigger,
+)
 
 __all__ = [
     "EVENT_CLASSES", "EVENTS_BY_TYPE", "DataReady", "DataSkipped", "Decision", "DeployedModel", "DeploymentAction", "Envelope",
     "EnvelopeError", "Event", "SkipCause", "TickReason", "Trigger", "new_envelope",
-    "EventValidationError", "ModelDeployed", "ModelEvaluated", "ModelRegistered", "ModelTrained",
+    "EventValidationError", "ModelDeployed", "ModelEvaluated", "ModelRegistered", "ModelTrained", "MonitoringBreached", "CheckKind",
     "Prediction", "PredictionMade", "StageFailed", "WatchTick", "build", "decode", "encode", "event_class",
+    "CanaryJudged", "CanaryOutcome", "DeploymentRequested", "RequestedAction",
 ]

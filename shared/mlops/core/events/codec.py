@@ -56,7 +56,8 @@ def _encode_prediction_made(made: PredictionMade) -> bytes:
     return json.dumps({"pipeline": made.pipeline, "predictions": [
         {"request_id": p.request_id, "model_version": p.model_version, "features": p.features,
          "predicted_label": union("string", p.predicted_label), "predicted_value": union("double", p.predicted_value),
-         "score": union("double", p.score), "latency_ms": p.latency_ms, "predicted_at": p.predicted_at}
+         "score": union("double", p.score), "latency_ms": p.latency_ms, "predicted_at": p.predicted_at,
+         "deployed_model_id": union("string", p.deployed_model_id)}
         for p in made.predictions]}).encode("utf-8")
 
 

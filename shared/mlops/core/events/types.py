@@ -11,7 +11,16 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlops.core.events.vocabulary import Decision, DeploymentAction, SkipCause, TickReason, Trigger
+from mlops.core.events.vocabulary import (
+    CanaryOutcome,
+    CheckKind,
+    Decision,
+    DeploymentAction,
+    RequestedAction,
+    SkipCause,
+    TickReason,
+    Trigger,
+)
 
 
 class Event(BaseModel):
@@ -224,6 +233,7 @@ class ModelDeployed(Event):
     action: DeploymentAction
     previous_version: str | None = None
     deployed_models: list[DeployedModel]
+    reason: str | None = None
 
     @classmethod
     def example(cls) -> ModelDeployed:
@@ -257,6 +267,7 @@ class Prediction(BaseModel):
     score: float | None = None
     latency_ms: float = Field(ge=0)
     predicted_at: str
+    deployed_model_id: str | None = None  # the Vertex AI deployed model (serving container) that answered
 
 
 class PredictionMade(Event):
@@ -309,6 +320,93 @@ class StageFailed(Event):
         )
 
 
+class MonitoringBreached(Event):
+    """A monitoring check crossed its spec threshold: the monitor's word to the data-watcher (a retrain
+    when `trigger` is set) and to operators (`mlops alerts`)."""
+
+    EVENT_TYPE: ClassVar[str] = "monitoring.breached.v1"
+
+    pipeline: str
+    version: str | None = None
+    check_kind: CheckKind
+    measure: str
+    feature: str | None = None
+    value: float
+    threshold: float
+    window_start: str
+    window_end: str
+    rows: int = Field(ge=0)
+    check_id: str
+    trigger: Trigger | None = None
+    why: str = ""
+
+    @classmethod
+    def example(cls) -> MonitoringBreached:
+        return cls(
+            pipeline="breast-cancer",
+            version="2",
+            check_kind=CheckKind.DRIFT,
+            measure="js",
+            feature="mean_radius",
+            value=0.41,
+            threshold=0.1,
+            window_start="2026-11-22T06:00:00Z",
+            window_end="2026-11-22T07:00:00Z",
+            rows=480,
+            check_id="chk-5b1f0c2e9a7d4c3b",
+            trigger=Trigger.DRIFT,
+            why="mean_radius: Jensen-Shannon 0.410 > 0.1 over 480 predictions of version 2",
+        )
+
+
+class CanaryJudged(Event):
+    """The canary judge's verdict on a canary beside its champion: promote or roll back, and why."""
+
+    EVENT_TYPE: ClassVar[str] = "canary.judged.v1"
+
+    pipeline: str
+    endpoint: str
+    canary_version: str
+    champion_version: str
+    outcome: CanaryOutcome
+    reason: str
+    signals: dict[str, float]
+    window_start: str
+    window_end: str
+
+    @classmethod
+    def example(cls) -> CanaryJudged:
+        return cls(
+            pipeline="breast-cancer",
+            endpoint="projects/mlops-local/locations/us-central1/endpoints/breast-cancer",
+            canary_version="3",
+            champion_version="2",
+            outcome=CanaryOutcome.ROLLBACK,
+            reason="roc_auc on labelled predictions fell from 0.9500 (champion 2, 80 labels) to 0.4100 (canary 3, "
+                   "20 labels): a drop of 0.5400 > 0.0500",
+            signals={"canary_count": 40.0, "champion_count": 160.0, "canary_roc_auc": 0.41, "champion_roc_auc": 0.95},
+            window_start="2026-11-22T06:31:00.000000Z",
+            window_end="2026-11-22T06:41:00.000000Z",
+        )
+
+
+class DeploymentRequested(Event):
+    """An operator's rollback or promote (`mlops rollback`, `mlops promote`), for the deployer."""
+
+    EVENT_TYPE: ClassVar[str] = "deployment.requested.v1"
+
+    pipeline: str
+    action: RequestedAction
+    version: str | None = None
+    reason: str
+    requested_by: str
+
+    @classmethod
+    def example(cls) -> DeploymentRequested:
+        return cls(pipeline="breast-cancer", action=RequestedAction.PROMOTE, version="3",
+                   reason="the gate's eval set predates the schema fix", requested_by="alice")
+
+
 EVENT_CLASSES: tuple[type[Event], ...] = (
     WatchTick,
     DataReady,
@@ -319,5 +417,8 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     ModelDeployed,
     PredictionMade,
     StageFailed,
+    MonitoringBreached,
+    CanaryJudged,
+    DeploymentRequested,
 )
 EVENTS_BY_TYPE: dict[str, type[Event]] = {cls.EVENT_TYPE: cls for cls in EVENT_CLASSES}

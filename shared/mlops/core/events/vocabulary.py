@@ -17,6 +17,9 @@ class TickReason(StrEnum):
     MANUAL = "manual"            # `mlops trigger`: train on whatever is new, below the thresholds too
     DATA_LANDED = "data_landed"  # `mlops ingest` after it landed rows
     SPEC_APPLIED = "spec_applied"  # `mlops pipeline apply`: look again now, with the new spec
+    # Work in flight, not data: the deployer finishes the deploys it started (a deploy outlives the
+    # push that asked for it). The data-watcher takes no snapshot on it.
+    HEARTBEAT = "heartbeat"
 
 
 class Trigger(StrEnum):
@@ -27,6 +30,18 @@ class Trigger(StrEnum):
     SCHEDULE = "schedule"
     MANUAL = "manual"
     SPEC_CHANGED = "spec_changed"  # the spec's source, model or gate changed: the same rows, retrained
+    DEGRADATION = "degradation"    # the monitor saw the served model's realized metric fall below the spec's
+
+
+class CheckKind(StrEnum):
+    """What a monitoring check looked at (`monitoring.breached`, the `monitoring_checks` table)."""
+
+    DRIFT = "drift"                # a feature's serving distribution against its training data
+    SCORE_DRIFT = "score_drift"    # the model's scores against the scores on its training data
+    QUALITY = "quality"            # missing values, unseen categories, out-of-range values
+    PERFORMANCE = "performance"    # the gate's metric on predictions whose labels arrived
+    CANARY = "canary"              # a canary against its champion (the canary judge)
+    FRESHNESS = "freshness"        # no predictions for too long
 
 
 class SkipCause(StrEnum):
@@ -52,3 +67,17 @@ class DeploymentAction(StrEnum):
     CANARY = "canary"
     PROMOTE = "promote"
     ROLLBACK = "rollback"
+
+
+class CanaryOutcome(StrEnum):
+    """The canary judge's verdict (`canary.judged`)."""
+
+    PROMOTE = "promote"    # the canary takes all the traffic
+    ROLLBACK = "rollback"  # the previous champion takes it back; the canary is undeployed
+
+
+class RequestedAction(StrEnum):
+    """What an operator asks the deployer for (`deployment.requested`: `mlops rollback` / `mlops promote`)."""
+
+    ROLLBACK = "rollback"
+    PROMOTE = "promote"

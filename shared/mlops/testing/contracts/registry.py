@@ -12,6 +12,7 @@ server), and what the registrar and the deployer rely on.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import replace
 
@@ -28,7 +29,9 @@ from mlops.ports.registry import (
     label_value,
 )
 
-IMAGE = "mlops-predictor:latest"
+# A serving image the tests' Vertex server maps to a stub server (tests/fixtures/serving_stub.py):
+# deploys there start a real process, which the predictor image could not be without a real model.
+IMAGE = "us-docker.pkg.dev/mlops-test/images/serving-stub:1"
 
 
 def model_name(prefix: str = "m") -> str:
@@ -416,3 +419,27 @@ class ModelEndpointContract:
         with pytest.raises(NotFoundError):
             endpoints.undeploy(endpoint, "123456789")
         assert len(endpoints.deployments(endpoint)) == 1
+
+    def test_a_started_deploy_is_followed_by_its_operation(self, endpoints: ModelEndpoint, endpoint: str,
+                                                           model: tuple[ModelVersion, ...]) -> None:
+        first = endpoints.deploy(endpoint, model[0], 100).deployed_model_id
+        name = endpoints.start_deploy(endpoint, model[1], 20, service_account="serving@p.iam.gserviceaccount.com")
+        status = endpoints.deploy_operation(name)
+        deadline = time.monotonic() + 60
+        while not status.done and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = endpoints.deploy_operation(name)
+        assert status.done and status.error is None and status.deployed_model_id
+        split = {d.deployed_model_id: d.traffic_percent for d in endpoints.deployments(endpoint)}
+        assert split == {first: 80, status.deployed_model_id: 20}
+        assert endpoints.deploy_operation(name) == status  # done stays done
+
+    def test_a_start_refused_up_front_raises_and_an_unknown_operation_is_not_found(
+            self, endpoints: ModelEndpoint, endpoint: str, model: tuple[ModelVersion, ...]) -> None:
+        with pytest.raises(TrafficSplitError):
+            endpoints.start_deploy(endpoint, model[0], 0)
+        ghost = replace(model[0], version_id="99", resource_name=model[0].resource_name.replace("@1", "@99"))
+        with pytest.raises(NotFoundError):
+            endpoints.start_deploy(endpoint, ghost, 100)
+        with pytest.raises(NotFoundError):
+            endpoints.deploy_operation(f"{endpoint}/operations/424242")

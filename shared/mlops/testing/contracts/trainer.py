@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN, PipelineSpec
-from mlops.ml.artifact import checksum
+from mlops.ml.artifact import folder_checksum, read_folder
 from mlops.ml.metrics import CLASSIFIER_METRICS, REGRESSOR_METRICS
 from mlops.ml.options import OPTION_NAMES
 from mlops.ports.blobs import BlobStore
@@ -111,9 +111,10 @@ class TrainerBackendContract:
     def test_train_stores_the_artifact_under_the_dir_with_its_checksum(
             self, backend: TrainerBackend, blobs: BlobStore, snapshot: str, artifact_dir: str) -> None:
         artifact = backend.train(contract_spec(), snapshot, artifact_dir)
-        assert artifact.artifact_uri.startswith(f"gs://{blobs.bucket}/{artifact_dir}/")
+        # The artifact is the folder itself; its checksum covers every file in it (mlops.ml.artifact).
+        assert artifact.artifact_uri == f"gs://{blobs.bucket}/{artifact_dir}"
         assert artifact.checksum.startswith("sha256:") and len(artifact.checksum) == len("sha256:") + 64
-        assert checksum(blobs.get(artifact.artifact_uri)) == artifact.checksum
+        assert folder_checksum(read_folder(blobs, artifact.artifact_uri)) == artifact.checksum
         assert artifact.train_seconds >= 0
 
     def test_train_rows_are_the_training_side_of_the_split(
@@ -180,7 +181,8 @@ class TrainerBackendContract:
             self, backend: TrainerBackend, blobs: BlobStore, snapshot: str, artifact_dir: str) -> None:
         spec = contract_spec()
         artifact = backend.train(spec, snapshot, artifact_dir)
-        blobs.put(artifact.artifact_uri, b"not the model that was trained")
+        name = sorted(read_folder(blobs, artifact.artifact_uri))[0]
+        blobs.put(f"{artifact.artifact_uri}/{name}", b"not the model that was trained")
         with pytest.raises(Exception) as refused:
             backend.evaluate(spec, artifact.artifact_uri, artifact.checksum, snapshot)
         assert backend.is_permanent(refused.value)
@@ -188,7 +190,7 @@ class TrainerBackendContract:
     def test_an_artifact_that_is_not_there_is_permanent(self, backend: TrainerBackend, blobs: BlobStore,
                                                          snapshot: str) -> None:
         with pytest.raises(Exception) as refused:
-            backend.evaluate(contract_spec(), f"gs://{blobs.bucket}/models/nowhere/model.zip",
+            backend.evaluate(contract_spec(), f"gs://{blobs.bucket}/models/{contract_spec().name}/nowhere",
                              "sha256:" + "0" * 64, snapshot)
         assert backend.is_permanent(refused.value)
 

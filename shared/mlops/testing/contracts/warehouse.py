@@ -21,7 +21,7 @@ import pytest
 
 from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN
 from mlops.core.topology import LABELS_TABLE, PREDICTIONS_TABLE, SNAPSHOTS_TABLE, TABLES
-from mlops.ports.warehouse import Column, Row, SnapshotRecord, TableNotFound, Warehouse, WarehouseError
+from mlops.ports.warehouse import Column, Condition, Row, SnapshotRecord, TableNotFound, Warehouse, WarehouseError
 
 T0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 T1, T2, T3 = (T0 + timedelta(hours=h) for h in (1, 2, 3))
@@ -138,6 +138,22 @@ class WarehouseContract:
             warehouse.insert_rows(SOURCE, [good, bad])
         assert warehouse.read_rows(SOURCE, [ROW_ID_COLUMN]) == []  # all or none: a retry cannot duplicate
 
+    def test_a_load_lands_a_large_batch_whole(self, warehouse: Warehouse) -> None:
+        warehouse.ensure_table(SOURCE, SOURCE_COLUMNS)
+        ids = [f"r{i:05d}" for i in range(30_000)]  # several Storage Write API requests in BigQuery
+        warehouse.load_rows(SOURCE, source_rows(ids, T1))
+        assert row_ids(warehouse, SOURCE) == ids
+
+    def test_a_load_with_a_row_that_does_not_fit_lands_nothing(self, warehouse: Warehouse) -> None:
+        warehouse.ensure_table(SOURCE, SOURCE_COLUMNS)
+        rows = source_rows([f"r{i:05d}" for i in range(1000)], T1)
+        rows[-1]["n"] = "not a number"
+        with pytest.raises(WarehouseError):
+            warehouse.load_rows(SOURCE, rows)
+        with pytest.raises(TableNotFound):
+            warehouse.load_rows("no_such_table", rows[:1])
+        assert warehouse.read_rows(SOURCE, [ROW_ID_COLUMN]) == []
+
     def test_inserting_into_a_table_that_does_not_exist_raises(self, warehouse: Warehouse) -> None:
         with pytest.raises(TableNotFound):
             warehouse.insert_rows("no_such_table", source_rows(["r1"], T1))
@@ -228,6 +244,49 @@ class WarehouseContract:
         with_source(warehouse, (["r1", "r2"], T1), (["r3"], T2), (["r4"], T3))
         assert [r[ROW_ID_COLUMN] for r in warehouse.read_rows(SOURCE, [ROW_ID_COLUMN], where_after=T1)] == ["r3", "r4"]
         assert warehouse.read_rows(SOURCE, [ROW_ID_COLUMN], where_after=T3) == []
+
+    def test_a_read_keeps_only_the_rows_meeting_every_condition(self, warehouse: Warehouse) -> None:
+        # What the evaluator pushes down to read only its held-out rows (a row restriction in BigQuery).
+        with_source(warehouse, (["a", "bb", "ccc"], T1), (["dddd"], T2))
+
+        def ids(*where: Condition, after: datetime | None = None) -> list[str]:
+            return [r[ROW_ID_COLUMN] for r in warehouse.read_rows(SOURCE, [ROW_ID_COLUMN], where_after=after,
+                                                                     where=list(where))]
+
+        assert ids(Condition("n", "<", 3)) == ["a", "bb"]
+        assert ids(Condition("n", ">=", 2), Condition("x", "<=", 3.0)) == ["bb", "ccc"]
+        assert ids(Condition(ROW_ID_COLUMN, "in", ["a", "dddd", "zz"])) == ["a", "dddd"]
+        assert ids(Condition(ROW_ID_COLUMN, "in", [])) == []
+        assert ids(Condition("label", "=", "label-of-bb")) == ["bb"]
+        assert ids(Condition("label", "!=", "label-of-bb"), after=T1) == ["dddd"]
+        assert ids(Condition(INGESTED_AT_COLUMN, ">", T1)) == ["dddd"]
+
+    def test_a_condition_value_is_a_value_never_sql(self, warehouse: Warehouse) -> None:
+        with_source(warehouse, (["r1"], T1))
+        for text in ["x' OR TRUE OR 'a'='a", "label-of-r1\\' OR TRUE --", "'); DROP TABLE source; --"]:
+            assert warehouse.read_rows(SOURCE, [ROW_ID_COLUMN], where=[Condition("label", "=", text)]) == []
+        assert row_ids(warehouse, SOURCE) == ["r1"]
+
+    def test_conditions_follow_sql_null_rules(self, warehouse: Warehouse) -> None:
+        # A CUSTOM split's eval rows are those whose BOOL column is TRUE or NULL (`is not false`).
+        warehouse.ensure_table(SOURCE, SOURCE_COLUMNS)
+        rows = source_rows(["t", "f", "u"], T1)
+        rows[1]["flag"], rows[2]["flag"], rows[2]["n"] = False, None, None
+        warehouse.insert_rows(SOURCE, rows)
+
+        def ids(*where: Condition) -> list[str]:
+            return [r[ROW_ID_COLUMN] for r in warehouse.read_rows(SOURCE, [ROW_ID_COLUMN], where=list(where))]
+
+        assert ids(Condition("flag", "is not false")) == ["t", "u"]
+        assert ids(Condition("flag", "=", True)) == ["t"]
+        assert ids(Condition("flag", "is null")) == ["u"]
+        assert ids(Condition("flag", "is not null")) == ["f", "t"]
+        assert ids(Condition("n", "!=", 5)) == ["f", "t"]  # NULL != 5 is not true
+
+    def test_a_condition_on_a_missing_column_raises(self, warehouse: Warehouse) -> None:
+        with_source(warehouse, (["r1"], T1))
+        with pytest.raises(WarehouseError):
+            warehouse.read_rows(SOURCE, [ROW_ID_COLUMN], where=[Condition("no_such_column", "=", 1)])
 
     def test_rows_are_read_from_another_dataset_by_name(self, warehouse: Warehouse) -> None:
         with_source(warehouse, (["r1", "r2"], T1))

@@ -21,6 +21,7 @@ from mlops.ports.registry import (
     ENDPOINT_ID_RE,
     DeployedModel,
     Deployment,
+    DeployOperation,
     ModelVersion,
     NotFoundError,
     TrafficSplitError,
@@ -81,6 +82,9 @@ class InMemoryModelRegistry:
         description: str = "",
         *,
         make_default: bool = True,
+        serving_env: Mapping[str, str] | None = None,
+        predict_route: str | None = None,
+        health_route: str | None = None,
     ) -> ModelVersion:
         check_model_id(model_id)
         check_artifact_uri(artifact_uri)
@@ -90,6 +94,7 @@ class InMemoryModelRegistry:
             self.register_calls.append({
                 "model_id": model_id, "labels": dict(labels), "make_default": make_default,
                 "artifact_uri": artifact_uri, "serving_image": serving_image, "aliases": list(aliases),
+                "serving_env": dict(serving_env or {}), "predict_route": predict_route, "health_route": health_route,
             })
             versions = self.models.setdefault(model_id, [])
             # As the SDK does: "default" goes last, once; the first version carries it regardless.
@@ -160,7 +165,11 @@ class InMemoryModelEndpoint:
         self.endpoints: dict[str, _Endpoint] = {}
         self.deploy_calls: list[tuple[str, str, int]] = []
         self.undeploy_calls: list[tuple[str, str]] = []
-        self._ids = {"endpoint": 1_000_000, "deployed_model": 1_000_000_000}
+        self.start_deploy_calls: list[tuple[str, str, int, str | None]] = []
+        # operation name -> (endpoint, version, percent, display name, failure, deployed model id once done)
+        self.operations: dict[str, tuple[str, ModelVersion, int, str | None, str | None, str | None]] = {}
+        self._failures: list[str] = []
+        self._ids = {"endpoint": 1_000_000, "deployed_model": 1_000_000_000, "operation": 0}
         self._lock = threading.RLock()
 
     def _next_id(self, kind: str) -> str:
@@ -202,6 +211,7 @@ class InMemoryModelEndpoint:
         min_replicas: int = 1,
         max_replicas: int = 1,
         display_name: str | None = None,
+        service_account: str | None = None,
     ) -> Deployment:
         if not 0 < traffic_percent <= 100:
             raise TrafficSplitError(f"traffic_percent must be in 1..100, got {traffic_percent}")
@@ -225,6 +235,48 @@ class InMemoryModelEndpoint:
             ]
             return Deployment(endpoint=resource, deployed_model_id=new.deployed_model_id,
                               models=tuple(self.endpoints[resource].models))
+
+    def start_deploy(
+        self,
+        endpoint: str,
+        version: ModelVersion,
+        traffic_percent: int,
+        *,
+        machine_type: str = "n1-standard-2",
+        min_replicas: int = 1,
+        max_replicas: int = 1,
+        display_name: str | None = None,
+        service_account: str | None = None,
+    ) -> str:
+        """Checked now, deployed on the first `deploy_operation` look (or failed, when a test queued
+        a failure with `fail_next_deploy`): a deploy is never done before anyone asks."""
+        if not 0 < traffic_percent <= 100:
+            raise TrafficSplitError(f"traffic_percent must be in 1..100, got {traffic_percent}")
+        with self._lock:
+            resource = self._resource(endpoint)
+            if self.registry is not None:
+                self.registry.get_version(version.model_id, version.version_id)  # NotFoundError if absent
+            name = f"{resource}/operations/{self._next_id('operation')}"
+            self.start_deploy_calls.append((resource, version.version_id, traffic_percent, service_account))
+            failure = self._failures.pop(0) if self._failures else None
+            self.operations[name] = (resource, version, traffic_percent, display_name, failure, None)
+            return name
+
+    def fail_next_deploy(self, reason: str) -> None:
+        """Tests: the next started deploy fails with this reason (as a container that does not start)."""
+        self._failures.append(reason)
+
+    def deploy_operation(self, name: str) -> DeployOperation:
+        with self._lock:
+            if name not in self.operations:
+                raise NotFoundError(f"operation {name} not found")
+            resource, version, percent, display_name, failure, made = self.operations[name]
+            if failure is not None:
+                return DeployOperation(name, True, error=failure)
+            if made is None:
+                made = self.deploy(resource, version, percent, display_name=display_name).deployed_model_id
+                self.operations[name] = (resource, version, percent, display_name, None, made)
+            return DeployOperation(name, True, deployed_model_id=made)
 
     def set_traffic(self, endpoint: str, split: Mapping[str, int]) -> list[DeployedModel]:
         with self._lock:

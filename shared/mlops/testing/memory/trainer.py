@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from mlops.core.errors import PermanentError
 from mlops.core.spec import ROW_ID_COLUMN, PipelineSpec
-from mlops.ml.artifact import checksum, verify_checksum
+from mlops.ml.artifact import folder_checksum, read_folder, verify_checksum, write_folder
 from mlops.ml.errors import InputError, TrainingDataError, require_columns
 from mlops.ml.options import ModelOptions, parse_model_options
 from mlops.ml.split import Split
@@ -27,7 +28,7 @@ from mlops.ports.blobs import BlobNotFound, BlobStore
 from mlops.ports.trainer import Evaluation, TrainedArtifact
 from mlops.ports.warehouse import Row, Warehouse
 
-ARTIFACT_FILE = "model.zip"  # the name the real backends give it, so artifact layouts match
+ARTIFACT_FILE = "model.json"  # in an artifact folder, as the real backends write one
 CLASSIFIER_SCORES = {"precision": 0.8, "recall": 0.75, "accuracy": 0.85, "f1_score": 0.77, "log_loss": 0.4,
                      "roc_auc": 0.9}
 REGRESSOR_SCORES = {"mean_absolute_error": 2.0, "mean_squared_error": 6.5, "mean_squared_log_error": 0.05,
@@ -55,7 +56,7 @@ class ScriptedTrainerBackend:
 
     def is_permanent(self, error: Exception) -> bool:
         # The scikit-learn backend's rule, so a handler test sees the classification it will get.
-        return isinstance(error, (InputError, BlobNotFound))
+        return isinstance(error, (InputError, BlobNotFound, PermanentError))
 
     def train(self, spec: PipelineSpec, snapshot_table: str, artifact_dir: str) -> TrainedArtifact:
         self.train_calls.append((spec.name, snapshot_table, artifact_dir))
@@ -73,15 +74,16 @@ class ScriptedTrainerBackend:
             "features": list(spec.source.features), "label": spec.source.label, "snapshot_table": snapshot_table,
             "artifact_dir": artifact_dir, "train_rows": len(split.train_rows),
         }, sort_keys=True).encode()
-        uri = self._blobs.put(f"{artifact_dir}/{ARTIFACT_FILE}", data, "application/json")
-        return TrainedArtifact(artifact_uri=uri, checksum=checksum(data), train_rows=len(split.train_rows),
+        uri = write_folder(self._blobs, artifact_dir, {ARTIFACT_FILE: data})
+        return TrainedArtifact(artifact_uri=uri, checksum=folder_checksum({ARTIFACT_FILE: data}),
+                               train_rows=len(split.train_rows),
                                train_seconds=self.train_seconds, hyperparameters=hyperparameters)
 
     def evaluate(self, spec: PipelineSpec, artifact_uri: str, checksum: str, snapshot_table: str) -> Evaluation:
         self.evaluate_calls.append((artifact_uri, snapshot_table))
         if artifact_uri in self.fail_on:
             raise self.fail_on[artifact_uri]
-        verify_checksum(self._blobs.get(artifact_uri), checksum)
+        verify_checksum(read_folder(self._blobs, artifact_uri), checksum)
         split = self._split(spec, parse_model_options(spec.model.type, spec.model.options), snapshot_table)
         return Evaluation(metrics=dict(self._metrics(spec, artifact_uri)), eval_rows=len(split.eval_rows))
 

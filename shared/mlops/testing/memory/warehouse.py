@@ -20,6 +20,7 @@ from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN
 from mlops.core.topology import LABELS_TABLE, PREDICTIONS_TABLE, SNAPSHOTS_TABLE, TABLES
 from mlops.ports.warehouse import (
     Column,
+    Condition,
     Row,
     SnapshotRecord,
     SourceStatus,
@@ -80,6 +81,31 @@ def _timestamp(value: Any) -> datetime:
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "INT64": _int64, "FLOAT64": _float64, "BOOL": _bool, "STRING": _string, "TIMESTAMP": _timestamp,
 }
+
+
+_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
+}
+
+
+def _holds(condition: Condition, value: Any, kind: str) -> bool:
+    """A row restriction's predicate with SQL's NULL rules: a comparison with NULL is not true."""
+    if condition.op == "is null":
+        return value is None
+    if condition.op == "is not null":
+        return value is not None
+    if condition.op == "is not false":
+        return value is not False
+    if value is None:
+        return False
+    convert = _CONVERTERS.get(kind, lambda v: v)
+    if condition.op == "in":
+        return value in {convert(v) for v in condition.value or ()}
+    compare = _COMPARISONS.get(condition.op)
+    if compare is None:
+        raise WarehouseError(f"unsupported row restriction operator {condition.op!r}")
+    return condition.value is not None and compare(value, convert(condition.value))
 
 
 def _snapshot_of(row: Row) -> SnapshotRecord:
@@ -176,6 +202,10 @@ class InMemoryWarehouse:
         with self._lock:
             self._insert(self.qualified(table), rows)
 
+    def load_rows(self, table: str, rows: Sequence[Row]) -> None:
+        with self._lock:
+            self._insert(self.qualified(table), rows)
+
     def has_rows(self, table: str, column: str, value: str) -> bool:
         return any(r[column] == value for r in self._rows(self.qualified(table), [column]))
 
@@ -205,11 +235,15 @@ class InMemoryWarehouse:
             return len(self.tables[target])
 
     def read_rows(self, table: str, columns: Sequence[str], where_after: datetime | None = None,
-                  dataset: str | None = None) -> list[Row]:
-        needs = [*columns, ROW_ID_COLUMN] + ([INGESTED_AT_COLUMN] if where_after is not None else [])
-        rows = self._rows(self.qualified(table, dataset), needs)
+                  dataset: str | None = None, where: Sequence[Condition] = ()) -> list[Row]:
+        needs = [*columns, ROW_ID_COLUMN, *(c.column for c in where)] + (
+            [INGESTED_AT_COLUMN] if where_after is not None else [])
+        name = self.qualified(table, dataset)
+        rows = self._rows(name, needs)
         if where_after is not None:
             rows = [r for r in rows if r[INGESTED_AT_COLUMN] is not None and r[INGESTED_AT_COLUMN] > where_after]
+        kinds = {column: kind for column, kind, _ in self._schema(name)}
+        rows = [r for r in rows if all(_holds(c, r[c.column], kinds[c.column]) for c in where)]
         # ORDER BY in BigQuery puts NULL first.
         ordered = sorted(rows, key=lambda r: (r[ROW_ID_COLUMN] is not None, r[ROW_ID_COLUMN] or ""))
         return [{c: r[c] for c in columns} for r in ordered]

@@ -1,0 +1,439 @@
+"""The BigQuery Storage APIs: table reads as Arrow (Read API) and row appends as protocol buffers (Write API).
+
+Both speak gRPC to `bigquerystorage.googleapis.com`, or to bqemulator's gRPC port locally
+(`BIGQUERY_STORAGE_EMULATOR_HOST`, host:port, no TLS, anonymous), which serves the same services.
+
+Reads: one read session per call, Arrow format, `selected_fields` and a `row_restriction` pushed down
+(the restriction is built by `restriction_sql` from checked names and rendered literals: the Read API
+takes no query parameters). Streams of a session are read concurrently and concatenated.
+
+Writes (`StorageWriter`):
+- `append` (what a stage's insert is): the rows go to a COMMITTED stream that the writer keeps per table,
+  each request carrying its `offset`. A request whose answer was lost is sent again with the same offset:
+  BigQuery answers ALREADY_EXISTS if the first one landed, so a client retry never doubles a row. A stream
+  BigQuery no longer knows (expired, finalized, the emulator restarted) is replaced by a new one; a request
+  that failed on it did not land, so resending it there doubles nothing either.
+- `load` (what `mlops ingest` does): a PENDING stream per call, appended in requests under the 10 MB
+  limit, finalized and committed with BatchCommitWriteStreams, so a large batch lands all at once or not.
+Rows are checked against the table's columns before any request (unknown field, missing REQUIRED value,
+a value the column's type cannot hold), so a batch with a bad row sends nothing: all or none, as
+insertAll without skipInvalidRows. Proto rows, not Arrow: Arrow appends are not generally available.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import uuid4
+
+import grpc
+import pyarrow as pa
+from google.api_core import exceptions as api_errors
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery_storage_v1
+from google.cloud.bigquery_storage_v1 import types
+from google.cloud.bigquery_storage_v1.services.big_query_read.transports import BigQueryReadGrpcTransport
+from google.cloud.bigquery_storage_v1.services.big_query_write.transports import BigQueryWriteGrpcTransport
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+from mlops.core.sql import quote_column, sql_literal
+from mlops.ports.warehouse import Condition, Row, TableNotFound, WarehouseError
+
+__all__ = ["RestrictionRefused", "StorageReader", "StorageWriter", "condition_sql", "restriction_sql", "storage_clients"]
+
+# AppendRows refuses requests above 10 MB; stay well under it (a row's encoded size is measured).
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+APPEND_TIMEOUT_S = 60.0
+READ_STREAMS = 4  # asked of BigQuery; it may give fewer (bqemulator gives one)
+_GRPC_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+
+
+def storage_clients(emulator_host: str | None = None) -> tuple[bigquery_storage_v1.BigQueryReadClient,
+                                                               bigquery_storage_v1.BigQueryWriteClient]:
+    """Read and write clients of BigQuery, or of bqemulator's gRPC port at `emulator_host` (host:port,
+    a leading http:// is dropped), over an insecure channel as the other emulator clients use."""
+    if not emulator_host:
+        return bigquery_storage_v1.BigQueryReadClient(), bigquery_storage_v1.BigQueryWriteClient()
+    target = emulator_host.split("://", 1)[-1].rstrip("/")
+    anonymous = AnonymousCredentials()
+    read = BigQueryReadGrpcTransport(channel=grpc.insecure_channel(target, options=_GRPC_OPTIONS),
+                                     credentials=anonymous)
+    write = BigQueryWriteGrpcTransport(channel=grpc.insecure_channel(target, options=_GRPC_OPTIONS),
+                                       credentials=anonymous)
+    return bigquery_storage_v1.BigQueryReadClient(transport=read), bigquery_storage_v1.BigQueryWriteClient(transport=write)
+
+
+def _table_path(qualified: str) -> str:
+    project, dataset, table = qualified.split(".")
+    return f"projects/{project}/datasets/{dataset}/tables/{table}"
+
+
+# ---------------------------------------------------------------------------------------------- reads
+
+_OPERATORS = {"=", "!=", "<", "<=", ">", ">=", "in", "is null", "is not null", "is not false"}
+
+
+class RestrictionRefused(WarehouseError):
+    """The read session refused its row restriction. bqemulator refuses any restriction in which a
+    token such as DROP, SELECT, UNION or `--` appears, even inside a string literal (a request id
+    `drop-1`); BigQuery takes such literals. The adapter then runs the read as a query."""
+
+
+def condition_sql(conditions: Sequence[Condition]) -> tuple[str, dict[str, Any]]:
+    """The conditions as a WHERE clause with query parameters (@c0, @c1...), for the query path."""
+    parts, params = [], {}
+    for index, condition in enumerate(conditions):
+        column, op, name = quote_column(condition.column), condition.op, f"c{index}"
+        if op not in _OPERATORS:
+            raise WarehouseError(f"unsupported row restriction operator {op!r}; use one of {sorted(_OPERATORS)}")
+        if op in ("is null", "is not null", "is not false"):
+            parts.append(f"{column} {op.upper()}")
+            continue
+        if op == "in":
+            parts.append(f"{column} IN UNNEST(@{name})")
+            params[name] = list(condition.value or ())
+        else:
+            parts.append(f"{column} {op} @{name}")
+            params[name] = condition.value
+    return " AND ".join(f"({p})" for p in parts), params
+
+
+def restriction_sql(conditions: Sequence[Condition]) -> str:
+    """A row restriction (GoogleSQL boolean expression) from conditions ANDed: the column through the
+    validating quoting function, the value rendered as a literal (`sql_literal`, strings escaped), the
+    operator from a fixed set. Never user text."""
+    parts = []
+    for condition in conditions:
+        column, op = quote_column(condition.column), condition.op
+        if op not in _OPERATORS:
+            raise WarehouseError(f"unsupported row restriction operator {op!r}; use one of {sorted(_OPERATORS)}")
+        if op in ("is null", "is not null", "is not false"):
+            parts.append(f"{column} {op.upper()}")
+        elif op == "in":
+            values = list(condition.value or ())
+            parts.append(f"{column} IN ({', '.join(_literal(v) for v in values)})" if values else "FALSE")
+        else:
+            parts.append(f"{column} {op} {_literal(condition.value)}")
+    return " AND ".join(f"({p})" for p in parts)
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, datetime):
+        stamp = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+        return f"TIMESTAMP {sql_literal(stamp.isoformat())}"
+    return sql_literal(value)
+
+
+class StorageReader:
+    def __init__(self, client: bigquery_storage_v1.BigQueryReadClient, project: str):
+        self._client = client
+        self._project = project  # billed for the read session
+
+    def read_arrow(self, qualified: str, columns: Sequence[str], conditions: Sequence[Condition] = ()) -> pa.Table:
+        """The named columns of the rows matching `conditions`, as one Arrow table (no order)."""
+        options = types.ReadSession.TableReadOptions(selected_fields=list(columns),
+                                                     row_restriction=restriction_sql(conditions))
+        requested = types.ReadSession(table=_table_path(qualified), data_format=types.DataFormat.ARROW,
+                                      read_options=options)
+        try:
+            session = self._client.create_read_session(parent=f"projects/{self._project}", read_session=requested,
+                                                       max_stream_count=READ_STREAMS)
+        except api_errors.NotFound as error:
+            raise TableNotFound(f"{qualified}: {error.message}") from error
+        except (api_errors.BadRequest, api_errors.InvalidArgument) as error:
+            if "row_restriction" in str(error.message):
+                raise RestrictionRefused(f"{qualified}: {error.message}") from error
+            raise WarehouseError(f"{qualified}: {error.message}") from error
+        schema = pa.ipc.read_schema(pa.py_buffer(session.arrow_schema.serialized_schema))
+        if not session.streams:  # no rows match: BigQuery hands out no stream at all
+            return schema.empty_table()
+
+        def read(stream: types.ReadStream) -> pa.Table:
+            return self._client.read_rows(stream.name).to_arrow(session)
+
+        if len(session.streams) == 1:
+            parts = [read(session.streams[0])]
+        else:
+            with ThreadPoolExecutor(len(session.streams)) as pool:
+                parts = list(pool.map(read, session.streams))
+        return pa.concat_tables([p.cast(schema) if p.schema != schema else p for p in parts])
+
+
+# --------------------------------------------------------------------------------------------- writes
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_BOOL_WORDS = {"true": True, "false": False, "1": True, "0": False}
+_PROTO_TYPES = {
+    "INT64": descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
+    "FLOAT64": descriptor_pb2.FieldDescriptorProto.TYPE_DOUBLE,
+    "BOOL": descriptor_pb2.FieldDescriptorProto.TYPE_BOOL,
+    "TIMESTAMP": descriptor_pb2.FieldDescriptorProto.TYPE_INT64,  # microseconds since the epoch
+    "DATE": descriptor_pb2.FieldDescriptorProto.TYPE_INT32,  # days since the epoch
+}
+
+
+def _int64(value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError("a boolean is not an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        return int(value.strip())
+    raise TypeError(f"{value!r} is not an integer")
+
+
+def _float64(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise TypeError(f"{value!r} is not a number")
+    return float(value)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower() if isinstance(value, (int, str)) else None
+    if word not in _BOOL_WORDS:
+        raise ValueError(f"{value!r} is not a boolean")
+    return _BOOL_WORDS[word]
+
+
+def _string(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        raise TypeError(f"{value!r} is not a string")
+    return str(value)
+
+
+def _micros(value: Any) -> int:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    if not isinstance(value, datetime):
+        raise TypeError(f"{value!r} is not a timestamp")
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)  # BigQuery reads no offset as UTC
+    delta = aware - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _days(value: Any) -> int:
+    parsed = date.fromisoformat(value) if isinstance(value, str) else value
+    if not isinstance(parsed, date):
+        raise TypeError(f"{value!r} is not a date")
+    return (parsed - date(1970, 1, 1)).days
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "INT64": _int64, "FLOAT64": _float64, "BOOL": _bool, "STRING": _string, "TIMESTAMP": _micros, "DATE": _days,
+}
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """A table's columns and the protocol buffer message its rows are encoded as."""
+
+    columns: tuple[tuple[str, str, str], ...]  # (name, GoogleSQL type, mode)
+    descriptor: descriptor_pb2.DescriptorProto
+    message: Any  # the generated message class
+
+    @classmethod
+    def of(cls, columns: Sequence[tuple[str, str, str]]) -> TableSchema:
+        proto = descriptor_pb2.DescriptorProto(name="Row")
+        for number, (name, kind, _mode) in enumerate(columns, start=1):
+            proto.field.add(name=name, number=number, label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+                            type=_PROTO_TYPES.get(kind, descriptor_pb2.FieldDescriptorProto.TYPE_STRING))
+        package = f"mlops_rows_{uuid4().hex}"
+        file = descriptor_pb2.FileDescriptorProto(name=f"{package}.proto", package=package, syntax="proto2")
+        file.message_type.add().CopyFrom(proto)
+        pool = descriptor_pool.DescriptorPool()
+        pool.Add(file)
+        message = message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.Row"))
+        return cls(tuple(columns), proto, message)
+
+    def encode(self, rows: Sequence[Row], table: str) -> list[bytes]:
+        """Each row as serialized proto bytes; every problem of the batch at once as a WarehouseError."""
+        names = {name for name, _, _ in self.columns}
+        encoded: list[bytes] = []
+        problems: list[str] = []
+        for index, row in enumerate(rows):
+            problems.extend(f"row {index}: no such field {key!r}" for key in row if key not in names)
+            fields: dict[str, Any] = {}
+            for name, kind, mode in self.columns:
+                value = row.get(name)
+                if value is None:
+                    if mode == "REQUIRED":
+                        problems.append(f"row {index}: missing required field {name!r}")
+                    continue
+                convert = _CONVERTERS.get(kind, _string)
+                try:
+                    fields[name] = convert(value)
+                except (TypeError, ValueError, OverflowError):
+                    problems.append(f"row {index}: cannot convert {value!r} to {kind} for {name!r}")
+            if not problems:
+                encoded.append(self.message(**fields).SerializeToString())
+        if problems:
+            raise WarehouseError(f"{len(problems)} problem(s) with rows for {table}: {problems[:5]}")
+        return encoded
+
+
+def _chunks(encoded: Sequence[bytes]) -> list[list[bytes]]:
+    chunks: list[list[bytes]] = [[]]
+    size = 0
+    for row in encoded:
+        if chunks[-1] and size + len(row) + 16 > MAX_REQUEST_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(row)
+        size += len(row) + 16  # per-row framing in the repeated field
+    return chunks
+
+
+_STATUS_ERRORS = {5: api_errors.NotFound, 6: api_errors.AlreadyExists, 9: api_errors.FailedPrecondition,
+                  11: api_errors.OutOfRange, 3: api_errors.InvalidArgument, 8: api_errors.TooManyRequests,
+                  14: api_errors.ServiceUnavailable, 4: api_errors.DeadlineExceeded, 10: api_errors.Aborted,
+                  13: api_errors.InternalServerError}
+
+
+def _append_call(client: bigquery_storage_v1.BigQueryWriteClient, stream: str, schema: TableSchema,
+                 batches: Sequence[tuple[int, list[bytes]]]) -> None:
+    """One AppendRows connection for these (offset, rows) requests, closed when all are answered.
+
+    A connection per call, not one kept open: bqemulator serves each open AppendRows connection with
+    one of its few worker threads (asyncio's default executor: 6 on 2 cores), so connections kept open
+    by a handful of processes starve it. In BigQuery a connection per call costs one round trip more,
+    at the rates the loop appends (a few calls a second per writer) well within the connection quotas."""
+    requests = []
+    for index, (offset, rows) in enumerate(batches):
+        data = types.AppendRowsRequest.ProtoData(rows=types.ProtoRows(serialized_rows=rows))
+        if index == 0:  # the schema travels once per connection
+            data.writer_schema = types.ProtoSchema(proto_descriptor=schema.descriptor)
+        # The stream on every request: BigQuery needs it on the first only, bqemulator 1.4.0 on each
+        # (it rebinds to an empty name and answers NOT_FOUND "Stream not found: ").
+        requests.append(types.AppendRowsRequest(write_stream=stream, offset=offset, proto_rows=data))
+    # The deadline covers the whole connection: each request gets its share.
+    responses = client.append_rows(iter(requests), timeout=APPEND_TIMEOUT_S * len(requests),
+                                   metadata=(("x-goog-request-params", f"write_stream={stream}"),))
+    answered = 0
+    for response in responses:
+        answered += 1
+        if response.row_errors:
+            raise WarehouseError(f"rows refused: {[(e.index, e.message) for e in response.row_errors][:5]}")
+        if response.error.code:
+            error = _STATUS_ERRORS.get(response.error.code, api_errors.GoogleAPICallError)
+            raise error(response.error.message)
+        if answered == len(requests):
+            break
+    if answered < len(requests):
+        raise api_errors.ServiceUnavailable(f"AppendRows closed after {answered} of {len(requests)} answers")
+
+
+class _CommittedStream:
+    """One COMMITTED write stream of a table and its next offset."""
+
+    def __init__(self, client: bigquery_storage_v1.BigQueryWriteClient, table_path: str, schema: TableSchema):
+        self._client, self._schema = client, schema
+        self.name = client.create_write_stream(
+            parent=table_path, write_stream=types.WriteStream(type_=types.WriteStream.Type.COMMITTED)).name
+        self.next_offset = 0
+
+    def append(self, rows: list[bytes]) -> None:
+        try:
+            _append_call(self._client, self.name, self._schema, [(self.next_offset, rows)])
+        except api_errors.AlreadyExists:
+            pass  # this offset landed before (an earlier try whose answer was lost): nothing to add
+        self.next_offset += len(rows)
+
+
+class StorageWriter:
+    """Appends rows with the Storage Write API (see the module's docstring for the guarantees)."""
+
+    def __init__(self, client: bigquery_storage_v1.BigQueryWriteClient,
+                 columns_of: Callable[[str], Sequence[tuple[str, str, str]] | None]):
+        self._client = client
+        self._columns_of = columns_of  # qualified table -> (name, type, mode), None if missing
+        self._streams: dict[str, _CommittedStream] = {}
+        self._schemas: dict[str, TableSchema] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, qualified: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(qualified, threading.Lock())
+
+    def _schema(self, qualified: str, refresh: bool = False) -> TableSchema:
+        if refresh or qualified not in self._schemas:
+            columns = self._columns_of(qualified)
+            if columns is None:
+                raise TableNotFound(f"Not found: table {qualified}")
+            self._schemas[qualified] = TableSchema.of(columns)
+        return self._schemas[qualified]
+
+    def append(self, qualified: str, rows: Sequence[Row]) -> None:
+        """Rows onto the table's committed stream, offsets making a resend land once."""
+        if not rows:
+            return
+        with self._lock(qualified):
+            encoded = self._schema(qualified).encode(rows, qualified)
+            for chunk in _chunks(encoded):
+                self._append_chunk(qualified, chunk)
+
+    def _append_chunk(self, qualified: str, chunk: list[bytes]) -> None:
+        for attempt in range(3):
+            stream = self._streams.get(qualified)
+            try:
+                if stream is None:
+                    stream = self._streams[qualified] = _CommittedStream(
+                        self._client, _table_path(qualified), self._schema(qualified))
+                stream.append(chunk)
+                return
+            except (api_errors.NotFound, api_errors.FailedPrecondition) as error:
+                # The stream is gone or finalized (or the table is): that request did not land.
+                self._streams.pop(qualified, None)
+                if isinstance(error, api_errors.NotFound) and self._columns_of(qualified) is None:
+                    raise TableNotFound(f"{qualified}: {error.message}") from error
+            except (api_errors.ServiceUnavailable, api_errors.DeadlineExceeded, api_errors.Aborted,
+                    api_errors.InternalServerError):
+                if attempt == 2:
+                    raise  # same stream, same offset next time: a resend is still safe
+            except (api_errors.InvalidArgument, api_errors.BadRequest) as error:
+                self._streams.pop(qualified, None)
+                raise WarehouseError(f"rows refused by {qualified}: {error.message}") from error
+        raise WarehouseError(f"could not append to {qualified}: its write stream kept disappearing")
+
+    def load(self, qualified: str, rows: Sequence[Row]) -> None:
+        """All rows in one PENDING stream, committed at once: a large batch lands whole or not at all."""
+        if not rows:
+            return
+        schema = self._schema(qualified)
+        encoded = schema.encode(rows, qualified)
+        table_path = _table_path(qualified)
+        try:
+            stream = self._client.create_write_stream(
+                parent=table_path, write_stream=types.WriteStream(type_=types.WriteStream.Type.PENDING))
+        except api_errors.NotFound as error:
+            raise TableNotFound(f"{qualified}: {error.message}") from error
+        batches, offset = [], 0
+        for chunk in _chunks(encoded):  # pipelined on one connection: sent without waiting for answers
+            batches.append((offset, chunk))
+            offset += len(chunk)
+        try:
+            _append_call(self._client, stream.name, schema, batches)
+        except (api_errors.InvalidArgument, api_errors.BadRequest) as error:
+            raise WarehouseError(f"rows refused by {qualified}: {error.message}") from error
+        self._client.finalize_write_stream(name=stream.name)
+        committed = self._client.batch_commit_write_streams(
+            types.BatchCommitWriteStreamsRequest(parent=table_path, write_streams=[stream.name]))
+        if committed.stream_errors:
+            raise WarehouseError(f"commit of rows for {qualified} refused: {list(committed.stream_errors)[:3]}")
+
+    def close(self) -> None:
+        self._streams.clear()
+
+
+def conditions_from(where: Mapping[str, Any]) -> list[Condition]:
+    """Equality conditions from a column -> value mapping."""
+    return [Condition(column, "=", value) for column, value in where.items()]
