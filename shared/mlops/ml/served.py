@@ -2,7 +2,8 @@
 
 A servable model is built from an artifact folder's files (`mlops.ml.artifact`) and needs neither
 scikit-learn nor any pickled object: `mlops.ml.linear.LinearModel` is a dot product over the raw
-features, `mlops.ml.trees.TreeModel` an XGBoost booster's in-place prediction. Both give the
+features, `mlops.ml.trees.TreeModel` an XGBoost booster (its trees walked in numpy for a few rows,
+`mlops.ml.tree_walk`, and the booster's in-place prediction for larger batches). Both give the
 predictor what `predictor.serving.ServableModel` asks for (`serving_problems`, `serving_notes`,
 `predict`, `is_classifier`) and give the evaluator class probabilities (`predict_proba`), so the
 metrics that gate a model come from the code and the bytes that will serve it.

@@ -43,6 +43,7 @@ from mlops.ml.errors import ArtifactError
 from mlops.ml.features import FeatureKind, FeatureSpec, category_of
 from mlops.ml.options import ModelOptions, ModelType, option_value
 from mlops.ml.served import ModelCard, ServedModel
+from mlops.ml.tree_walk import WALK_MAX_ROWS, compile_booster
 
 if TYPE_CHECKING:
     import xgboost
@@ -112,12 +113,15 @@ def port_legacy_booster(data: bytes) -> bytes:
 # ---------------------------------------------------------------------------------------------------
 
 class TreeModel(ServedModel):
-    """An exported XGBoost model, scored with the booster's in-place prediction."""
+    """An exported XGBoost model, scored with the booster's in-place prediction; up to WALK_MAX_ROWS
+    rows by walking its trees compiled to numpy (`mlops.ml.tree_walk`, the same outputs without
+    inplace_predict's fixed per-call cost), where the booster compiles."""
 
     def __init__(self, card: ModelCard, booster: Any, encodings: Sequence[tuple[FeatureSpec, str, Sequence[str]]],
                  class_order: Sequence[int] | None = None):
         self.card = card
         self.booster = booster
+        self._walk = compile_booster(booster) if booster is not None else None
         self._encodings = [(spec, encoding, {c: i for i, c in enumerate(vocab)}) for spec, encoding, vocab in encodings]
         self._width = sum(len(vocab) if encoding == ONE_HOT else 1 for _, encoding, vocab in self._encodings)
         self._class_order = list(class_order) if class_order is not None else None
@@ -148,7 +152,11 @@ class TreeModel(ServedModel):
         return matrix
 
     def _scores(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        out = np.asarray(self.booster.inplace_predict(self.encode(rows)), dtype=float)
+        matrix = self.encode(rows)
+        if self._walk is not None and 0 < len(rows) <= WALK_MAX_ROWS:
+            out = np.asarray(self._walk.predict(matrix), dtype=float)
+        else:
+            out = np.asarray(self.booster.inplace_predict(matrix), dtype=float)
         if not self.is_classifier:
             return out.reshape(len(rows))
         if out.ndim == 1:  # binary:logistic: the positive (last) class's probability
