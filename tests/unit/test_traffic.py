@@ -202,7 +202,10 @@ def test_a_rollback_to_an_undeployed_version_redeploys_it_on_ticks_and_announces
 
     assert loop.requested(RequestedAction.ROLLBACK, version="1", reason="v2 and v3 leak PII") == []
     assert len(endpoints.operations) == started + 1 and loop.split() == {"2": 0, "3": 100}
-    # A redelivery while the deploy runs starts nothing more.
+    # A redelivery while the deploy runs starts nothing more, nor one after it landed (the tick announces).
+    assert loop.requested(RequestedAction.ROLLBACK, version="1", reason="v2 and v3 leak PII") == []
+    [operation] = list(endpoints.operations)[started:]
+    assert endpoints.deploy_operation(operation).done and "1" in loop.split()
     assert loop.requested(RequestedAction.ROLLBACK, version="1", reason="v2 and v3 leak PII") == []
     assert len(endpoints.operations) == started + 1
 

@@ -285,17 +285,18 @@ class Deployer:
         before = self._endpoints.deployments(endpoint)
         announced = self._manifest(registered.pipeline)
         serving = next((d for d in before if d.version_id == target.version_id), None)
+        intent = self._intents.get(event_id)
+        if intent is not None and intent.state == IN_FLIGHT and intent.context.get("kind") == SERVE:
+            # Whether its deploy has landed or not, the tick that finds it done announces it: once.
+            log.info("the redeploy for this event is under way; a tick finishes it", version=target.version_id,
+                     operation=intent.context.get("operation", ""))
+            return None
         if serving is not None and serving.traffic_percent == 100 and announced is not None \
                 and announced.version_id == target.version_id and self._champion(registered.model_id) == target.version_id:
             log.info("already serving this version alone; announcing it again", version=target.version_id)
             self._tidy(registered.model_id, endpoint, change)
             # A replay of what serves re-announces the last announcement as it was.
             return self._as_changed(announced, change) if explicit else announced
-        intent = self._intents.get(event_id)
-        if serving is None and intent is not None and intent.state == IN_FLIGHT:
-            log.info("the redeploy for this event is under way; a tick finishes it", version=target.version_id,
-                     operation=intent.context.get("operation", ""))
-            return None
         # What it displaces: the version last announced (after a crash that already moved the traffic
         # it is the only record of it), else whatever serves the most now.
         previous = announced.version_id if announced and announced.version_id != target.version_id else None
@@ -318,7 +319,7 @@ class Deployer:
                 return None
             self._start(self._intents.begin(event_id, "deploy", deadline_s=self._deploy_deadline_s,
                                             context=context))
-            log.info("version redeployed to serve alone; a tick finishes it", version=target.version_id)
+            log.info("redeploy started to serve this version alone; a tick finishes it", version=target.version_id)
             return None
         if serving.traffic_percent != 100:
             self._endpoints.set_traffic(endpoint, {serving.deployed_model_id: 100})

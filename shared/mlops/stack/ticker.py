@@ -1,6 +1,8 @@
 """The local stand-in for Cloud Scheduler: a `watch.tick` per pipeline on its spec's schedule, and
 heartbeats (`watch.tick` for every pipeline, reason `heartbeat`) every `MLOPS_HEARTBEAT_S` seconds
-while a deploy is open, for the deployer to finish it (a deploy outlives the push that started it).
+while a deploy is open, for the deployer to finish it (a deploy outlives the push that started it;
+a rollback or promote that must deploy its version again too). The monitor's canary judge also looks
+on heartbeats; its checks and the data-watcher ignore them.
 
 In the cloud a Cloud Scheduler job per pipeline publishes the same ticks to the same topic, and one
 more job the heartbeat, every minute. Locally heartbeats are sent only while the deployer has a
