@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.add_argument("--logging-duration", type=float, default=60.0, help="seconds of measured load")
     logging.add_argument("--logging-source", choices=("publish", "predictor"), default="publish",
                          help="prediction.made published as the predictor's batcher does, or served by the predictor")
+    logging.add_argument("--logging-batch", type=int, default=500,
+                         help="predictions per prediction.made (the predictor's MLOPS_LOG_BATCH)")
+    logging.add_argument("--logging-interval", type=float, default=1.0,
+                         help="longest wait before an event is published (MLOPS_LOG_INTERVAL_S)")
     train_size = parser.add_argument_group("train-size")
     train_size.add_argument("--train-sizes", default="100000,1000000", help="snapshot sizes in rows, comma-separated")
     scale = parser.add_argument_group("scale")
@@ -72,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                                           "instances": options["logging_instances"],
                                           "duration": options["logging_duration"], "warmup": 5.0,
                                           "source": options["logging_source"],
+                                          "batch": options["logging_batch"], "interval": options["logging_interval"],
                                           "connections": 16})
             elif name == "train-size":
                 from bench import train_size

@@ -7,7 +7,8 @@ Two sources of `prediction.made`:
   id); 1% of the chunks are published a second time with the same event id (what the batcher does
   after a publish that timed out but landed) and 1% again under a new event id, so "doubled" tests
   the logger's dedupe under load. Served rows/s = predictions published per second.
-- `predictor`: start a stack, serve a first model (as `predictor` does), then send `rows_per_s / instances` requests
+- `predictor`: start a stack, serve a first model (as `predictor` does), then send to the pipeline's
+endpoint `:predict` (the Vertex stand-in forwards to the version's serving process) `rows_per_s / instances` requests
 per second of `instances` instances each (every prediction one row) for `warmup` + `duration`
 seconds from the open-loop generator (`bench.loadgen`), each request with its own X-Request-Id (a
 prediction's request id is `<id>:<index>`). During the load, every `sample_s` the distinct request ids
@@ -19,6 +20,7 @@ beyond one per request id. The inference-logger's rounds (group commit) are read
 from __future__ import annotations
 
 import json
+import statistics
 import time
 import uuid
 from typing import Any
@@ -29,12 +31,12 @@ from bench.common import (
     RowFeed,
     bench_stack,
     component_pids,
+    endpoint_target,
     foreign_stack_processes,
     memory_sample,
     rounded,
     say,
     serve_first_model,
-    serving_target,
     write_result,
 )
 from bench.loadgen import LoadPlan, LoadRun, summarize
@@ -79,25 +81,29 @@ def _table_rows(bs) -> int:
 
 def run(rows_per_s: float = TARGET_ROWS_PER_S, instances: int = 50, duration: float = 60.0, warmup: float = 5.0,
         connections: int = 16, client: str = "asyncio", log_timeout: float = 300.0, sample_s: float = 2.0,
-        bootstrap_rows: int = 1000, keep_data: bool = False, source: str = "publish", **_: Any) -> dict[str, Any]:
+        bootstrap_rows: int = 1000, keep_data: bool = False, source: str = "publish", batch: int = 500,
+        interval: float = 1.0, **_: Any) -> dict[str, Any]:
     if source == "publish":
-        return run_published(rows_per_s, duration, warmup, log_timeout, sample_s, keep_data)
+        return run_published(rows_per_s, duration, warmup, log_timeout, sample_s, keep_data, batch, interval)
 
     tag = uuid.uuid4().hex[:8]
     rate = rows_per_s / instances
     parameters = {"rows_per_s": rows_per_s, "instances_per_request": instances, "rate_rps": rate,
                   "duration_s": duration, "warmup_s": warmup, "connections": connections, "client": client,
-                  "pipeline": PIPELINE, "request_id_prefix": f"g{tag}"}
+                  "pipeline": PIPELINE, "request_id_prefix": f"g{tag}", "target": "endpoint :predict"}
     feed = RowFeed()
     pool = feed.instances(1000)
-    bodies = [json.dumps({"instances": [pool[(i + j) % len(pool)] for j in range(instances)]}).encode()
-              for i in range(0, 1000, 7)]
+    # The id travels in the body: the endpoint forwards the body and nothing else.
+    bodies = [json.dumps({"instances": [pool[(i + j) % len(pool)] for j in range(instances)],
+                          "parameters": {"request_id": "{rid}"}}).encode() for i in range(0, 1000, 7)]
     with bench_stack(NAME, keep_data=keep_data) as bs:
         spec, outcome = serve_first_model(bs, feed, bootstrap_rows)
         roots = component_pids(bs)
         foreign = foreign_stack_processes(roots)
         warehouse = bs.ctx.warehouse
-        port, path = serving_target(bs, outcome.version_id)  # the serving process itself
+        # The real serving path: the endpoint's :predict on the Vertex stand-in, which forwards to the
+        # version's serving process (whose batcher publishes prediction.made).
+        port, path = endpoint_target(bs, spec.name)
         plan = LoadPlan(host="127.0.0.1", port=port, path=path, bodies=bodies, rate=rate,
                         warmup_s=warmup, duration_s=duration, connections=connections, prefix=f"g{tag}",
                         warmup_prefix=f"g{tag}w")
@@ -157,27 +163,52 @@ def run(rows_per_s: float = TARGET_ROWS_PER_S, instances: int = 50, duration: fl
 
 
 def _rounds(log_path) -> dict[str, Any]:
-    """Rows per inference-logger round and round count, from its 'logged predictions' lines (one per push)."""
+    """The inference-logger's pushes (its 'logged predictions' lines, one per push) and rounds ('round
+    written' lines: pushes and rows per round, the presence check's and the write's milliseconds)."""
     pushes = rows = 0
+    per_round: dict[str, list[float]] = {"pushes": [], "rows": [], "presence_ms": [], "append_ms": []}
     try:
-        for line in log_path.read_text(errors="replace").splitlines():
-            if "logged predictions" in line:
-                pushes += 1
-                try:
-                    rows += int(json.loads(line).get("rows", 0))
-                except (ValueError, AttributeError):
-                    continue
+        lines = log_path.read_text(errors="replace").splitlines()
     except OSError:
         return {}
-    return {"pushes": pushes, "rows": rows}
+    for line in lines:
+        if "logged predictions" not in line and "round written" not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        message = record.get("message", record.get("event"))  # the services log `message`; structlog's default `event`
+        if message == "round written":
+            for key, values in per_round.items():
+                if isinstance(record.get(key), (int, float)):
+                    values.append(float(record[key]))
+        elif message == "logged predictions":
+            pushes += 1
+            rows += int(record.get("rows", 0))
+
+    def spread(values: list[float]) -> dict[str, float] | None:
+        if not values:
+            return None
+        ordered = sorted(values)
+        return {"median": round(statistics.median(ordered), 1), "p90": round(ordered[int(0.9 * (len(ordered) - 1))], 1),
+                "max": round(ordered[-1], 1)}
+
+    return {"pushes": pushes, "rows": rows, "rounds": len(per_round["rows"]),
+            **{f"per_round_{key}": spread(values) for key, values in per_round.items()}}
 
 
 class _Publisher:
     """Publishes `prediction.made` like the predictor's batcher: one chunk every `interval` seconds."""
 
-    def __init__(self, bus, prefix: str, rows_per_s: float, seconds: float, interval: float = 0.1):
+    def __init__(self, bus, prefix: str, rows_per_s: float, seconds: float, batch: int = 500,
+                 max_interval: float = 1.0):
         import threading
 
+        # As the batcher: an event when `batch` predictions wait, or `max_interval` after the first.
+        interval = min(max_interval, batch / rows_per_s)
         self._bus, self._prefix, self._interval = bus, prefix, interval
         self._chunk = max(1, int(round(rows_per_s * interval)))
         self._chunks = int(round(seconds / interval))
@@ -230,17 +261,19 @@ class _Publisher:
 
 
 def run_published(rows_per_s: float, duration: float, warmup: float, log_timeout: float, sample_s: float,
-                  keep_data: bool) -> dict[str, Any]:
+                  keep_data: bool, batch: int = 500, interval: float = 1.0) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
     prefix = f"g{tag}"
-    parameters = {"source": "publish", "rows_per_s": rows_per_s, "chunk_every_s": 0.1, "duration_s": duration,
+    publisher_interval = min(interval, batch / rows_per_s)
+    parameters = {"source": "publish", "rows_per_s": rows_per_s, "batch": batch,
+                  "chunk_every_s": round(publisher_interval, 3), "duration_s": duration,
                   "warmup_s": warmup, "pipeline": PIPELINE, "request_id_prefix": prefix,
                   "republished": "1% same event id, 1% new event id"}
     with bench_stack(NAME, keep_data=keep_data) as bs:
         roots = component_pids(bs)
         foreign = foreign_stack_processes(roots)
         warehouse = bs.ctx.warehouse
-        publisher = _Publisher(bs.ctx.bus, prefix, rows_per_s, warmup + duration)
+        publisher = _Publisher(bs.ctx.bus, prefix, rows_per_s, warmup + duration, batch, interval)
         arrivals: list[tuple[float, int]] = []
         say(f"publishing {rows_per_s:g} predictions/s for {warmup:g}+{duration:g} s")
         with MemorySampler(roots) as memory:

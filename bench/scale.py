@@ -22,6 +22,7 @@ from bench.common import (
     component_pids,
     foreign_stack_processes,
     land_rows,
+    memory_sample,
     percentile,
     rounded,
     say,
@@ -47,6 +48,25 @@ def _deployed_at(bs, pipelines: set[str]) -> dict[str, float]:
     return found
 
 
+def _memory_split(bs, roots: dict[str, int]) -> dict[str, Any]:
+    """The stack's RSS now, with and without the serving processes (one per deployed version, each a
+    gunicorn tree under the Vertex stand-in), and one serving process tree's RSS."""
+    from mlops.stack.supervisor import serving_containers
+
+    serving = {name: c.pid for name, c in serving_containers(bs.data_dir).items() if c.pid}
+    sample = memory_sample({**serving, **roots})  # serving roots first: they claim their own trees
+    by_component = sample["rss_mib_by_component"]
+    each = sorted(v for k, v in by_component.items() if k in serving)
+    serving_mib = sum(each)
+    return {
+        "serving_processes": len(serving),
+        "stack_rss_gib_at_end": round(sample["rss_mib"] / 1024, 3),
+        "stack_rss_gib_at_end_without_serving": round((sample["rss_mib"] - serving_mib) / 1024, 3),
+        "serving_rss_gib_at_end": round(serving_mib / 1024, 3),
+        "serving_process_rss_mib_median": rounded(statistics.median(each), 1) if each else None,
+    }
+
+
 def run(pipelines: int = 50, rows: int = 200, keep_data: bool = False, timeout_s: float = 900.0,
         **_: Any) -> dict[str, Any]:
     parameters = {"pipelines": pipelines, "rows_per_pipeline": rows, "model": "LOGISTIC_REG", "ticker": True}
@@ -70,6 +90,7 @@ def run(pipelines: int = 50, rows: int = 200, keep_data: bool = False, timeout_s
                 time.sleep(2.0)
                 deployed = _deployed_at(bs, set(names))
                 say(f"{len(deployed)}/{pipelines} deployed")
+            at_end = _memory_split(bs, roots)
         ticks = [e["elapsed_ms"] / 1000 for e in handled_lines(bs.data_dir)
                  if e.get("service") == "data-watcher" and e.get("event_id") in tick_ids]
 
@@ -84,6 +105,7 @@ def run(pipelines: int = 50, rows: int = 200, keep_data: bool = False, timeout_s
         "watcher_tick_median_s": rounded(statistics.median(ticks) if ticks else None, 3),
         "watcher_tick_p90_s": rounded(percentile(ticks, 90), 3), "watcher_ticks": len(ticks),
         "peak_stack_rss_gib": peak["peak_rss_gib"],
+        **at_end,
         "other_stack_processes_at_start": foreign,
         "targets": {"median_s": TARGET_MEDIAN_S, "memory_gib": TARGET_MEMORY_GIB, "deployed": pipelines},
         "meets": {"all_deployed": len(deployed) == pipelines,

@@ -248,3 +248,37 @@ def test_a_failed_round_fails_its_pushes_and_writes_nothing_so_a_redelivery_land
     logger.handle(batch, envelope_of(batch, "evt-1"))  # Pub/Sub's redelivery
     logger.handle(batch, envelope_of(batch, "evt-1"))
     assert rows(warehouse) == [("p", "a"), ("p", "b")]
+
+
+class _HeldAppends(InMemoryWarehouse):
+    """Holds each append until its own release: the test decides when each round's write ends."""
+
+    def __init__(self, appends: int) -> None:
+        super().__init__()
+        self.entered = [threading.Event() for _ in range(appends)]
+        self.release = [threading.Event() for _ in range(appends)]
+        self.appends = 0
+
+    def insert_rows(self, table, rows, row_ids=None):
+        index, self.appends = self.appends, self.appends + 1
+        self.entered[index].set()
+        self.release[index].wait(10)
+        super().insert_rows(table, rows, row_ids)
+
+
+def test_a_push_answers_after_its_own_round_not_after_the_rounds_that_follow():
+    warehouse = _HeldAppends(2)
+    logger = InferenceLogger(warehouse)
+    first, second = made("p", "a"), made("p", "b")
+    leader = threading.Thread(target=logger.handle, args=(first, envelope_of(first, "evt-1")))
+    leader.start()
+    assert warehouse.entered[0].wait(10)  # round 1 under way; the second push waits for it
+    follower = threading.Thread(target=logger.handle, args=(second, envelope_of(second, "evt-2")))
+    follower.start()
+    warehouse.release[0].set()
+    assert warehouse.entered[1].wait(10)  # round 2 (the second push's) under way, held...
+    leader.join(10)
+    assert not leader.is_alive()  # ...and the first push has answered without waiting for it
+    warehouse.release[1].set()
+    follower.join(10)
+    assert rows(warehouse) == [("p", "a"), ("p", "b")]

@@ -1,10 +1,10 @@
 """inference-logger: every served prediction becomes one row of the `predictions` table, once.
 
-The predictor already batches (one `prediction.made` carries up to hundreds of predictions), and
-pushes that arrive together are written together (group commit): the first push to find no write
-under way writes every batch waiting at that moment, plus those that arrive meanwhile, in rounds, and
-each push answers once its own rows are written (or with the round's error, so Pub/Sub redelivers
-it). A round is one presence read and one Storage Write API append for all its batches, however
+The predictor already batches (one `prediction.made` carries up to thousands of predictions), and
+pushes that arrive together are written together (group commit): a push that finds no write under
+way writes every batch waiting at that moment as one round; pushes arriving meanwhile wait, and when
+the round ends one of them writes the next round for all of them. Each push answers once its own
+round is written (or with the round's error, so Pub/Sub redelivers it). A round is one presence read and one Storage Write API append for all its batches, however
 many there are: under load, rows per round grow instead of rounds queueing up, so throughput follows
 the arrival rate (docs/performance.md, `logging`).
 
@@ -52,7 +52,7 @@ class _Pending:
 class InferenceLogger:
     def __init__(self, warehouse: Warehouse):
         self._warehouse = warehouse
-        self._guard = threading.Lock()
+        self._turn = threading.Condition()
         self._waiting: list[_Pending] = []
         self._writing = False
         self.rounds = 0  # for /healthz and the benchmark: rounds written, rows per round
@@ -60,12 +60,9 @@ class InferenceLogger:
 
     def handle(self, made: PredictionMade, envelope: Envelope) -> list:
         pending = _Pending(made, envelope.id)
-        with self._guard:
+        with self._turn:
             self._waiting.append(pending)
-            lead = not self._writing
-            self._writing = self._writing or lead
-        if lead:
-            self._write_rounds()
+        self._write_until_done(pending)
         written = pending.done.result()  # raises the round's error: the push answers 503, Pub/Sub redelivers
         skipped = len(made.predictions) - written
         if skipped:
@@ -73,22 +70,32 @@ class InferenceLogger:
         log.info("logged predictions", rows=written)
         return []
 
-    def _write_rounds(self) -> None:
-        """Write what waits, round after round, until nothing does; then let the next push lead."""
-        while True:
-            with self._guard:
-                batch, self._waiting = self._waiting, []
-                if not batch:
-                    self._writing = False
-                    return
+    def _write_until_done(self, pending: _Pending) -> None:
+        """Wait while another push writes a round; if this push's batch is still unwritten when no
+        round is under way, write a round of everything waiting (this batch among them). So each push
+        answers right after its own round: a push never holds its answer while writing later pushes'
+        rounds, which would keep it unacknowledged past its ack deadline under sustained load (and
+        count against the subscription's outstanding pushes)."""
+        with self._turn:
+            while self._writing and not pending.done.done():
+                self._turn.wait()
+            if pending.done.done():
+                return
+            batch, self._waiting = self._waiting, []
+            self._writing = True
+        try:
             try:
                 counts = self._write(batch)
-            except BaseException as error:  # every push of the round fails alike; the next round is theirs
-                for pending in batch:
-                    pending.done.set_exception(error)
-                continue
-            for pending, count in zip(batch, counts, strict=True):
-                pending.done.set_result(count)
+            except BaseException as error:  # every push of the round fails alike: Pub/Sub redelivers them
+                for each in batch:
+                    each.done.set_exception(error)
+            else:
+                for each, count in zip(batch, counts, strict=True):
+                    each.done.set_result(count)
+        finally:
+            with self._turn:
+                self._writing = False
+                self._turn.notify_all()  # the waiting pushes: one of them writes the next round
 
     def _write(self, batch: list[_Pending]) -> list[int]:
         by_pipeline: dict[str, list[str]] = defaultdict(list)

@@ -4,8 +4,8 @@ Only the clients' endpoints differ between the two (`BIGQUERY_EMULATOR_HOST` for
 `BIGQUERY_STORAGE_EMULATOR_HOST` for the gRPC Storage APIs); the SQL is plain GoogleSQL that both
 accept. Rows move through the Storage APIs (`mlops.adapters.bigquery_storage`): `read_rows` is a Read
 API session (Arrow, columns and row restriction pushed down), `insert_rows` a Write API append (a
-committed stream with offsets), `load_rows` a pending stream committed at once. Built without storage
-clients (`storage=None`), the adapter falls back to query results and insertAll (REST only). Client errors become the port's: a missing table `TableNotFound`, a bad
+committed stream with offsets), `load_rows` a load job from Parquet. Built without storage clients
+(`storage=None`), the adapter falls back to query results and insertAll (REST only). Client errors become the port's: a missing table `TableNotFound`, a bad
 row or column `WarehouseError`. bqemulator quirks handled here: a streamed row it cannot convert
 comes back as HTTP 500 (BigQuery answers 200 with insertErrors), which the client would retry for
 ten minutes, so inserts carry a short retry deadline (`insert_timeout`) and a 500 still failing at
@@ -14,13 +14,16 @@ its end is reported as a refused insert.
 
 from __future__ import annotations
 
+import hashlib
+import io
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow.compute as pc
-from google.api_core.exceptions import BadRequest, InternalServerError, NotFound, RetryError
+import pyarrow.parquet as pq
+from google.api_core.exceptions import BadRequest, Conflict, InternalServerError, NotFound, RetryError
 from google.api_core.retry import Retry
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
@@ -30,6 +33,7 @@ from mlops.adapters.bigquery_storage import (
     RestrictionRefused,
     StorageReader,
     StorageWriter,
+    arrow_rows,
     condition_sql,
     storage_clients,
 )
@@ -50,6 +54,7 @@ from mlops.ports.warehouse import (
 __all__ = ["BigQueryWarehouse", "TableNotFound", "WarehouseError", "bigquery_client", "storage_clients"]
 
 INSERT_TIMEOUT_S = 20.0
+LOAD_TIMEOUT_S = 600.0
 ID_SEPARATOR = "\x1f"  # ASCII unit separator: no request or row id holds it
 
 
@@ -235,12 +240,35 @@ class BigQueryWarehouse:
         return int(self._select(target, f"SELECT COUNT(*) AS n FROM {quote_qualified(target)}")[0]["n"])
 
     def load_rows(self, table: str, rows: Sequence[Row]) -> None:
-        """Rows landed all at once (a pending write stream, committed in one call): what a batch load
-        needs. Without storage clients: insert_rows."""
-        if self._writer is None:
-            self.insert_rows(table, rows)
+        """Rows landed all at once by a load job from Parquet (uploaded with the job, no bucket): atomic,
+        free of streaming charges, and on bqemulator 7x faster than a pending Write API stream, whose
+        rows the emulator decodes one by one (1,000,000 rows: 21 s against 146 s; docs/performance.md,
+        `train-size`). Rows are checked against the table's columns first, so a bad row sends nothing.
+
+        The job id is the content's digest: a load retried after its answer was lost is the same job
+        (BigQuery answers 409 and the existing job is awaited), so it lands once. bqemulator accepts a
+        job id twice; `mlops ingest`'s row-id check before the load keeps it idempotent there too."""
+        if not rows:
             return
-        self._writer.load(self.qualified(table), rows)
+        qualified = self.qualified(table)
+        columns = self._declared_columns(qualified)
+        if columns is None:
+            raise TableNotFound(f"Not found: table {qualified}")
+        parquet = io.BytesIO()
+        pq.write_table(arrow_rows(columns, rows, qualified), parquet)
+        job_id = f"mlops_load_{hashlib.sha256(qualified.encode() + parquet.getvalue()).hexdigest()[:40]}"
+        config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET,
+                                        write_disposition=bigquery.WriteDisposition.WRITE_APPEND)
+        with _port_errors(table):
+            try:
+                parquet.seek(0)
+                job = self._client.load_table_from_file(parquet, qualified, job_id=job_id, job_config=config)
+            except Conflict:  # this very load was started before (a retry): wait for that one
+                job = self._client.get_job(job_id)  # type: ignore[assignment]
+            try:
+                job.result(timeout=LOAD_TIMEOUT_S)
+            except (BadRequest, InternalServerError) as error:  # the job ran and failed: nothing landed
+                raise WarehouseError(f"load into {table} failed: {error.message}") from error
 
     def read_rows(self, table: str, columns: Sequence[str], where_after: datetime | None = None,
                   dataset: str | None = None, where: Sequence[Condition] = ()) -> list[Row]:

@@ -8,9 +8,9 @@ Idempotent: a row without a `_row_id` of its own gets one derived from the batch
 position, and rows whose id the table already holds are not written again. So re-running an ingest
 that failed (or that did land, but whose caller never heard so) lands each row once.
 
-Rows land with `Warehouse.load_rows`: in BigQuery the Storage Write API's pending stream, committed
-in one call, so a file lands whole or not at all (no streaming inserts: insertAll was 150-390 ms per
-500 rows on the emulator, 156 s for 300,000 rows; see docs/performance.md, `train-size`).
+Rows land with `Warehouse.load_rows`: in BigQuery a load job from Parquet, so a file lands whole or
+not at all (no streaming inserts: insertAll was 150-390 ms per 500 rows on the emulator, 156 s for
+300,000 rows; a pending Write API stream 146 s for 1,000,000; see docs/performance.md, `train-size`).
 """
 
 from __future__ import annotations
@@ -97,7 +97,13 @@ class Landed:
 def batch_row_ids(rows: Sequence[dict[str, Any]]) -> list[str]:
     """Each row's `_row_id`: its own when it has one, else `<digest of the batch>-<position>`, the same
     for the same file every time (an identical line twice in a file stays two rows)."""
-    digest = hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    # The digest of `json.dumps(rows, sort_keys=True, default=str)`, fed row by row: the same ids as
+    # ever for the same file, without building one string of the whole file (1,000,000 rows: 100s of MB).
+    hasher = hashlib.sha256(b"[")
+    for index, row in enumerate(rows):
+        hasher.update((", " if index else "").encode() + json.dumps(row, sort_keys=True, default=str).encode())
+    hasher.update(b"]")
+    digest = hasher.hexdigest()[:16]
     return [str(r[ROW_ID_COLUMN]) if r.get(ROW_ID_COLUMN) not in (None, "") else f"{digest}-{i:07d}"
             for i, r in enumerate(rows)]
 
@@ -141,7 +147,7 @@ def ingest_rows(warehouse: Warehouse, spec: PipelineSpec, rows: Sequence[dict[st
         prepared = [row for row in prepared if row[ROW_ID_COLUMN] not in already]
     # One stamp for the file: the load commits every row at once, so the data-watcher never sees a
     # file half landed (a snapshot taken before the commit has none of it, and its watermark is older).
-    stamp = (now or datetime.now(UTC)).isoformat()
+    stamp = now or datetime.now(UTC)  # a datetime: the load's Arrow column takes it as is
     try:
         warehouse.load_rows(spec.source.table, [{**row, INGESTED_AT_COLUMN: stamp} for row in prepared])
     except WarehouseError as error:

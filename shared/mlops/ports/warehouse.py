@@ -115,8 +115,8 @@ class Warehouse(Protocol):
         inference-logger does); row ids only thin out the duplicates of a client-side retry."""
 
     def load_rows(self, table: str, rows: Sequence[Row]) -> None:
-        """Land a batch of any size whole or not at all (a load: in BigQuery a pending write stream of
-        the Storage Write API, committed in one call), as `insert_rows` checks rows: a row that does
+        """Land a batch of any size whole or not at all (a load: in BigQuery one load job
+        from Parquet, whose job id derives from the content, so a retried load is the same job), as `insert_rows` checks rows: a row that does
         not fit raises `WarehouseError` and nothing lands. No dedupe: the caller skips rows already
         there (`mlops ingest` checks its row ids first)."""
 

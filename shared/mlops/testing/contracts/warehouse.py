@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -109,9 +110,24 @@ class WarehouseContract:
 
     # -- inserting -------------------------------------------------------------------------------
     def test_rows_come_back_typed_by_their_columns(self, warehouse: Warehouse) -> None:
+        self._typed_rows_land(warehouse, warehouse.insert_rows)
+
+    def test_a_load_types_values_as_an_insert_does(self, warehouse: Warehouse) -> None:
+        self._typed_rows_land(warehouse, warehouse.load_rows)
+
+    def test_a_load_refuses_a_boolean_for_a_number(self, warehouse: Warehouse) -> None:
+        warehouse.ensure_table(SOURCE, SOURCE_COLUMNS)
+        rows = source_rows(["r1", "r2"], T1)
+        rows[1]["x"] = True  # BigQuery refuses it in a FLOAT64 column, whatever the client would coerce
+        with pytest.raises(WarehouseError):
+            warehouse.load_rows(SOURCE, rows)
+        assert warehouse.read_rows(SOURCE, [ROW_ID_COLUMN]) == []
+
+    @staticmethod
+    def _typed_rows_land(warehouse: Warehouse, land: Callable[[str, list[Row]], None]) -> None:
         warehouse.ensure_table(SOURCE, SOURCE_COLUMNS)
         plus_two = timezone(timedelta(hours=2))
-        warehouse.insert_rows(SOURCE, [
+        land(SOURCE, [
             # JSON-ready values as the loop writes them: numbers, words, RFC 3339 times ...
             {ROW_ID_COLUMN: "r1", INGESTED_AT_COLUMN: "2026-11-22T07:00:00Z", "x": 1, "n": "7", "flag": "true",
              "label": "a"},
