@@ -1,18 +1,22 @@
 """bqemulator answers REST queries and Storage API calls running at the same time, each with its own rows.
 
 bqemulator 1.4.0 serves REST on its asyncio loop and the Storage Read/Write APIs on grpc's thread pool, all
-on ONE DuckDB connection: unpatched, a read session could get a concurrent query's rows, or fail with
-"closed pending query result". The stack starts it through `mlops.stack.bqemulator_safe`, which gives every
-non-loop thread its own cursor; these tests hold it to that under load.
+on ONE DuckDB connection, which holds one pending result: calls can get another call's rows, fail with
+"closed pending query result", or (unpatched, Write API appends beside REST queries) deadlock the whole
+emulator. The stack starts it through `mlops.stack.bqemulator_safe`, which gives every non-loop thread its
+own cursor; these tests hold it to that under load.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -26,7 +30,7 @@ from google.cloud.bigquery_storage_v1.services.big_query_read.transports import 
 from google.cloud.bigquery_storage_v1.services.big_query_write.transports import BigQueryWriteGrpcTransport
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from mlops.stack.emulators import DEFAULT_PROJECT, STORAGE_API_ENV_VAR, BigQueryEmulator
+from mlops.stack.emulators import DEFAULT_PROJECT, STORAGE_API_ENV_VAR, BigQueryEmulator, install_duckdb_spatial
 
 pytestmark = pytest.mark.integration
 
@@ -35,23 +39,31 @@ THREADS = 8
 OPERATIONS = 240
 CALL_TIMEOUT = 60.0
 SHORT_RETRY = Retry(deadline=30)
+GIVE_UP_AFTER_S = 300.0
 
 
 def rows_in(table_index: int) -> int:
     """A different row count per table, so a read answered with another table's rows is seen."""
-    return 40 + 13 * table_index
+    return 20_000 + 1_371 * table_index
 
 
 def rest_client(emulator: BigQueryEmulator) -> bigquery.Client:
     return bigquery.Client(
         project=DEFAULT_PROJECT,
-        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        credentials=AnonymousCredentials(),
         client_options=ClientOptions(api_endpoint=emulator.env()["BIGQUERY_EMULATOR_HOST"]),
     )
 
 
 def storage_channel(emulator: BigQueryEmulator) -> grpc.Channel:
     return grpc.insecure_channel(emulator.env()[STORAGE_API_ENV_VAR])
+
+
+def run_query(client: bigquery.Client, sql: str) -> bigquery.table.RowIterator:
+    # Without the cache: a cached answer never reaches DuckDB, so it could not race anything.
+    job = client.query(sql, job_config=bigquery.QueryJobConfig(use_query_cache=False),
+                       timeout=CALL_TIMEOUT, retry=SHORT_RETRY)
+    return job.result(timeout=CALL_TIMEOUT, retry=SHORT_RETRY)
 
 
 @pytest.fixture(scope="module")
@@ -64,18 +76,22 @@ def tables(bigquery_emulator: BigQueryEmulator) -> Iterator[list[str]]:
         name = f"{DEFAULT_PROJECT}.{dataset.dataset_id}.t{index}"
         client.query(
             f"CREATE TABLE `{name}` AS SELECT {index} AS tag, x FROM UNNEST(GENERATE_ARRAY(0, {rows_in(index) - 1})) AS x"
-        ).result(timeout=CALL_TIMEOUT)
+        ).result(timeout=CALL_TIMEOUT, retry=SHORT_RETRY)
         names.append(name)
     yield names
     client.delete_dataset(dataset.dataset_id, delete_contents=True, timeout=30, retry=SHORT_RETRY)
 
 
-def check_rows(what: str, index: int, rows: list[tuple[int, int]]) -> str | None:
-    """None when rows are exactly table index's rows, else what was wrong."""
-    if sorted(rows) == [(index, x) for x in range(rows_in(index))]:
+def check_rows(what: str, index: int, rows: list[tuple[int, int]], count: int) -> str | None:
+    """None when rows are exactly (index, 0..count-1), else what was wrong."""
+    if sorted(rows) == [(index, x) for x in range(count)]:
         return None
     tags = sorted({tag for tag, _ in rows})
-    return f"{what} of t{index}: {len(rows)} rows (expected {rows_in(index)}) with tags {tags}"
+    return f"{what} of table {index}: {len(rows)} rows (expected {count}) with tags {tags}"
+
+
+def appended_rows(table_index: int) -> int:
+    return 200 + 13 * table_index
 
 
 def run_concurrently(operations: list[Callable[[], str | None]]) -> list[str]:
@@ -83,10 +99,15 @@ def run_concurrently(operations: list[Callable[[], str | None]]) -> list[str]:
     problems: list[str] = []
     lock = threading.Lock()
     start = threading.Barrier(THREADS)
+    give_up_at = time.monotonic() + GIVE_UP_AFTER_S
 
     def worker(share: list[Callable[[], str | None]]) -> None:
         start.wait()
         for operation in share:
+            if time.monotonic() > give_up_at:  # a stuck emulator must fail the test, not hang the session
+                with lock:
+                    problems.append("not run: the calls before it took too long")
+                continue
             try:
                 problem = operation()
             except Exception as error:  # noqa: BLE001 - every failure is a finding, collected below
@@ -110,12 +131,19 @@ def test_rest_queries_and_read_sessions_each_get_their_own_rows(
 ) -> None:
     client = rest_client(bigquery_emulator)
     transport = BigQueryReadGrpcTransport(channel=storage_channel(bigquery_emulator),
-                                          credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+                                          credentials=AnonymousCredentials())
     reader = bigquery_storage_v1.BigQueryReadClient(transport=transport)
 
     def query(index: int) -> str | None:
-        result = client.query(f"SELECT tag, x FROM `{tables[index]}`").result(timeout=CALL_TIMEOUT)
-        return check_rows("query", index, [(row.tag, row.x) for row in result])
+        # An aggregate with a hash per row: DuckDB works for a while (the connection's lock is held,
+        # read sessions queue behind it), and the answer stays small on the wire.
+        result = run_query(client, f"SELECT tag, COUNT(*) AS n, SUM(x) AS total, "
+                                   f"SUM(LENGTH(TO_HEX(SHA256(CAST(x AS STRING))))) AS hex_chars "
+                                   f"FROM `{tables[index]}` GROUP BY tag")
+        got = [(row.tag, row.n, row.total, row.hex_chars) for row in result]
+        count = rows_in(index)
+        expected = [(index, count, count * (count - 1) // 2, 64 * count)]
+        return None if got == expected else f"query of t{index}: {got} (expected {expected})"
 
     def read(index: int) -> str | None:
         project, dataset, table = tables[index].split(".")
@@ -128,13 +156,13 @@ def test_rest_queries_and_read_sessions_each_get_their_own_rows(
         )
         parts = [reader.read_rows(stream.name, timeout=CALL_TIMEOUT).to_arrow(session) for stream in session.streams]
         rows = [(row["tag"], row["x"]) for part in parts for row in part.to_pylist()]
-        return check_rows("read session", index, rows)
+        return check_rows("read session", index, rows, rows_in(index))
 
     rng = random.Random(7)
     operations: list[Callable[[], str | None]] = []
     for n in range(OPERATIONS):
         index = rng.randrange(TABLES)
-        operations.append((lambda i=index: query(i)) if n % 2 else (lambda i=index: read(i)))
+        operations.append(partial(query if n % 4 == 0 else read, index))
 
     problems = run_concurrently(operations)
     transport.close()
@@ -167,7 +195,7 @@ def test_write_api_appends_while_queries_run_land_exactly_once(bigquery_emulator
                             timeout=30, retry=SHORT_RETRY)
         names.append(name)
     transport = BigQueryWriteGrpcTransport(channel=storage_channel(bigquery_emulator),
-                                           credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+                                           credentials=AnonymousCredentials())
     writer = bigquery_storage_v1.BigQueryWriteClient(transport=transport)
     row_class, descriptor = _row_message()
     batches = 6
@@ -175,8 +203,9 @@ def test_write_api_appends_while_queries_run_land_exactly_once(bigquery_emulator
     def append(index: int, batch: int) -> str | None:
         project, dataset_id, table = names[index].split(".")
         stream = f"projects/{project}/datasets/{dataset_id}/tables/{table}/streams/_default"
-        size = rows_in(index) // batches + (1 if batch < rows_in(index) % batches else 0)
-        first = sum(rows_in(index) // batches + (1 if b < rows_in(index) % batches else 0) for b in range(batch))
+        size = appended_rows(index) // batches + (1 if batch < appended_rows(index) % batches else 0)
+        first = sum(appended_rows(index) // batches + (1 if b < appended_rows(index) % batches else 0)
+                    for b in range(batch))
         rows = types.ProtoRows(serialized_rows=[row_class(tag=index, x=first + k).SerializeToString()
                                                 for k in range(size)])
         request = types.AppendRowsRequest(
@@ -184,13 +213,14 @@ def test_write_api_appends_while_queries_run_land_exactly_once(bigquery_emulator
             proto_rows=types.AppendRowsRequest.ProtoData(
                 writer_schema=types.ProtoSchema(proto_descriptor=descriptor), rows=rows),
         )
+        # bqemulator keeps an AppendRows connection open after the last request (holding one of its
+        # few worker threads): close it once the one answer is in.
         for response in writer.append_rows(iter([request]), timeout=CALL_TIMEOUT):
-            if response.error.code:
-                return f"append to w{index}: {response.error.message}"
-        return None
+            return f"append to w{index}: {response.error.message}" if response.error.code else None
+        return f"append to w{index}: no answer"
 
     def query(index: int) -> str | None:
-        result = client.query(f"SELECT tag, x FROM `{names[index]}`").result(timeout=CALL_TIMEOUT)
+        result = run_query(client, f"SELECT tag, x FROM `{names[index]}`")
         rows = [(row.tag, row.x) for row in result]
         # Appends are still landing: any prefix of batches is fine, another table's rows are not.
         wrong = [row for row in rows if row[0] != index]
@@ -199,15 +229,63 @@ def test_write_api_appends_while_queries_run_land_exactly_once(bigquery_emulator
     operations: list[Callable[[], str | None]] = []
     for batch in range(batches):
         for index in range(TABLES):
-            operations.append(lambda i=index, b=batch: append(i, b))
-            operations.append(lambda i=index: query(i))
+            operations.append(partial(append, index, batch))
+            operations.append(partial(query, index))
 
     problems = run_concurrently(operations)
     transport.close()
     for index, name in enumerate(names):
-        rows = [(row.tag, row.x) for row in client.query(f"SELECT tag, x FROM `{name}`").result(timeout=CALL_TIMEOUT)]
-        problem = check_rows("final query", index, rows)
+        rows = [(row.tag, row.x) for row in run_query(client, f"SELECT tag, x FROM `{name}`")]
+        problem = check_rows("final query", index, rows, appended_rows(index))
         if problem:
             problems.append(problem)
     client.delete_dataset(dataset.dataset_id, delete_contents=True, timeout=30, retry=SHORT_RETRY)
     assert problems == [], summary(problems, len(operations))
+
+
+def test_the_patched_engine_gives_other_threads_their_own_cursor_of_the_same_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the gRPC threads rely on: own result slot, same data, built-in UDFs, spatial, UTC."""
+    import asyncio
+
+    from bqemulator.config import Settings
+    from bqemulator.storage.engine import DuckDBEngine
+
+    from mlops.stack.bqemulator_safe import patch_engine
+
+    install_duckdb_spatial(tmp_path)  # offline, as the stack does
+    monkeypatch.setenv("HOME", str(tmp_path))
+    patch_engine()
+    engine = DuckDBEngine(Settings(persistence_mode="ephemeral", enable_format_extensions=False))
+    asyncio.run(engine.start())
+    try:
+        engine.execute("CREATE TABLE t AS SELECT range AS x FROM range(10)")
+        seen: dict[str, Any] = {}
+
+        def other_thread() -> None:
+            try:
+                checks()
+            except Exception as error:  # noqa: BLE001 - reported by the assert below
+                seen["error"] = error
+
+        def checks() -> None:
+            seen["connection"] = engine.connection
+            seen["again"] = engine.connection
+            seen["rows"] = engine.fetch_arrow("SELECT COUNT(*) AS n FROM t").column("n")[0].as_py()
+            seen["udf"] = engine.execute("SELECT bqemu_farm_fingerprint('a')").fetchone()
+            seen["spatial"] = engine.execute("SELECT ST_AsText(ST_Point(1, 2))").fetchone()
+            seen["tz"] = engine.execute("SELECT current_setting('TimeZone')").fetchone()
+
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+        assert "error" not in seen, seen.get("error")
+        assert seen["connection"] is not engine.connection  # the loop's connection stays the loop's
+        assert seen["again"] is seen["connection"]  # one cursor per thread, not one per call
+        assert seen["rows"] == 10
+        assert seen["udf"] == engine.execute("SELECT bqemu_farm_fingerprint('a')").fetchone()
+        assert seen["spatial"] == ("POINT (1 2)",)
+        assert seen["tz"] == ("UTC",)
+    finally:
+        asyncio.run(engine.stop())

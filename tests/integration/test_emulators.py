@@ -128,13 +128,15 @@ def test_storage_bucket_upload_download(storage_emulator: StorageEmulator, monke
     assert [blob.name for blob in client.list_blobs(bucket.name)] == ["models/a.bin"]
 
 
-def test_emulator_env_sets_the_three_variables(emulator_env: dict[str, str]) -> None:
+def test_emulator_env_sets_the_four_variables(emulator_env: dict[str, str]) -> None:
     import os
 
-    assert set(emulator_env) == {"PUBSUB_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"}
+    assert set(emulator_env) == {"PUBSUB_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST", "BIGQUERY_STORAGE_EMULATOR_HOST",
+                                 "STORAGE_EMULATOR_HOST"}
     assert os.environ["PUBSUB_EMULATOR_HOST"].startswith("127.0.0.1:")
     assert os.environ["BIGQUERY_EMULATOR_HOST"].startswith("http://127.0.0.1:")
     assert os.environ["STORAGE_EMULATOR_HOST"].startswith("http://127.0.0.1:")
+    assert os.environ["BIGQUERY_STORAGE_EMULATOR_HOST"].startswith("127.0.0.1:")
 
 
 # --------------------------------------------------------------------------- lifecycle

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -446,8 +447,13 @@ class BigQueryEmulator(Emulator):
         self._with_avro = install_duckdb_extension(self.home, "avro", "duckdb_extension_avro")
 
     def command(self) -> list[str]:
+        if importlib.util.find_spec("bqemulator") is None:
+            raise EmulatorNotInstalled("`bqemulator` not found; install the PyPI package `bqemulator` "
+                                       "(`pip install -e '.[cli]'`).")
+        # bqemulator's own CLI, started through our launcher: it makes the one DuckDB connection safe
+        # for the Storage API's gRPC threads (see mlops.stack.bqemulator_safe).
         return [
-            _require_script("bqemulator", "bqemulator"),
+            sys.executable, "-m", "mlops.stack.bqemulator_safe",
             "start",
             "--rest-host", HOST, "--rest-port", str(self.port),
             "--grpc-host", HOST, "--grpc-port", str(self.grpc_port),

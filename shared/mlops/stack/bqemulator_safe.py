@@ -1,0 +1,95 @@
+"""`bqemulator`'s CLI with its one DuckDB connection made safe to use from the gRPC threads.
+
+    python -m mlops.stack.bqemulator_safe start --rest-port P --grpc-port G ...   (same CLI as `bqemulator`)
+
+Why: bqemulator 1.4.0 opens ONE `duckdb.DuckDBPyConnection` (`storage.engine.DuckDBEngine`) and runs
+every statement on it. Its REST API runs on the asyncio loop, but its Storage Read/Write servicers
+(`grpc_api/read_servicer.py`, `write_servicer.py`) are sync handlers that grpc.aio runs on a thread
+pool, and they call `engine.fetch_arrow` / `engine.execute` / `engine.connection.register` on that same
+connection while a REST query runs. A DuckDB connection holds one pending result: a read session was
+answered with a concurrent query's rows, or failed with "closed pending query result".
+
+The patch: `DuckDBEngine.connection` (which `execute` and `fetch_arrow` go through) returns, on any
+thread other than the one that started the engine (the loop thread), that thread's own
+`connection.cursor()`. The loop thread keeps the original connection, so the REST paths run exactly as
+upstream wrote them. A cursor is a second connection to the same database instance, which DuckDB
+supports from concurrent threads; each thread runs a statement and fetches its result on the same
+thread (`execute` returns the cursor; the servicers fetch right after, and `register`/`INSERT ...
+SELECT`/`unregister` in the write servicer all go through `engine.connection`, so all hit that
+thread's cursor). What a cursor shares with the loop's connection, checked on DuckDB 1.5.5:
+committed data, persistent tables and macros (bqemulator's SQL UDFs), Python UDFs made with
+`create_function` (bqemulator's built-ins, JS UDFs) and loaded extensions (spatial). What it does
+NOT share: session settings (bqemulator sets `TimeZone = 'UTC'`: re-applied to each cursor by
+upstream's own `_apply_session_pragmas`), TEMP objects and registered Arrow views (the loop thread's
+own, used only by REST paths) and open transactions (the gRPC paths run autocommit statements).
+
+Left as upstream has it: the catalog's in-memory cache is updated from both threads without a lock
+(a table's `num_rows` can miss a concurrent append's count), and two threads updating the same row
+at once get DuckDB's transaction-conflict error instead of corrupt results.
+
+Remove this module (and start `bqemulator` directly again) once bqemulator uses a connection or
+cursor per thread itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import duckdb
+
+PATCHED_MARK = "_mlops_thread_cursors"
+
+
+def patch_engine() -> None:
+    """Give each non-loop thread its own cursor of `DuckDBEngine`'s connection. Idempotent."""
+    from bqemulator.storage.engine import DuckDBEngine
+
+    if getattr(DuckDBEngine, PATCHED_MARK, False):
+        return
+    upstream_connection: property = DuckDBEngine.connection  # type: ignore[assignment]
+    upstream_start: Callable[[Any], Awaitable[None]] = DuckDBEngine.start
+    upstream_pragmas: Callable[[Any], None] = DuckDBEngine._apply_session_pragmas  # noqa: SLF001
+
+    @functools.wraps(upstream_start)
+    async def start(self: Any) -> None:
+        await upstream_start(self)
+        # start() runs on the event loop, the thread of every REST request.
+        self._mlops_owner = threading.get_ident()
+        self._mlops_cursors = threading.local()
+
+    def connection(self: Any) -> duckdb.DuckDBPyConnection:
+        main: duckdb.DuckDBPyConnection = upstream_connection.fget(self)  # type: ignore[misc]
+        owner = getattr(self, "_mlops_owner", None)
+        if owner is None or owner == threading.get_ident():
+            return main
+        mine = self._mlops_cursors
+        # A restarted engine has a new connection: a cursor of the old one is closed with it.
+        if getattr(mine, "parent", None) is not main:
+            cursor = main.cursor()
+            upstream_pragmas(SimpleNamespace(_connection=cursor))
+            mine.parent, mine.cursor = main, cursor
+        return mine.cursor
+
+    connection.__doc__ = upstream_connection.__doc__
+    DuckDBEngine.start = start  # type: ignore[method-assign]
+    DuckDBEngine.connection = property(connection)  # type: ignore[assignment,method-assign]
+    setattr(DuckDBEngine, PATCHED_MARK, True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Patch, then run bqemulator's own CLI with argv (default: ours)."""
+    patch_engine()
+    from bqemulator.cli import main as bqemulator_main
+
+    bqemulator_main.main(args=sys.argv[1:] if argv is None else argv, prog_name="bqemulator")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
