@@ -7,7 +7,15 @@ import json
 import pytest
 
 from deployer.handler import Deployer
-from mlops.core.events import Envelope, ModelDeployed, ModelEvaluated, ModelRegistered, StageFailed
+from mlops.core.events import (
+    Continues,
+    Envelope,
+    ModelDeployed,
+    ModelEvaluated,
+    ModelRegistered,
+    StageFailed,
+    WatchTick,
+)
 from mlops.core.layout import manifest_path
 from mlops.ports.registry import ModelEndpoint, ModelRegistry, VersionMeta
 from mlops.testing.memory import InMemoryModelRegistry
@@ -312,3 +320,18 @@ def test_a_second_champion_waits_for_the_deploy_in_flight(registrar, deployer, e
     [deployed_3] = deployer.finish_deploys()
     assert deployed_3.version_id == "3" and deployed_3.previous_version == "2"
     assert split(deployed_3) == {"2": 0, "3": 100}
+
+
+def test_the_tick_that_finishes_a_deploy_announces_it_in_the_run_that_started_it(registrar, registry, endpoints,
+                                                                                 specs, blobs):
+    """`mlops events --run` and the dashboard's run page show a run's deployment although a tick,
+    from another run, is the delivery that finds the deploy done."""
+    specs.put(make_spec())
+    deployer = Deployer(registry, endpoints, specs, blobs)
+    registered = register(registrar, 1)
+    deployer.handle(registered, envelope_for(registered, event_id="registered-1", run_id="run-of-the-data"))
+    tick = WatchTick.example()
+    [continued] = deployer.handle_tick(tick, envelope_for(tick, event_id="tick-9", run_id="run-of-the-tick"))
+    assert isinstance(continued, Continues)
+    assert (continued.cause_id, continued.run_id) == ("registered-1", "run-of-the-data")
+    assert isinstance(continued.event, ModelDeployed) and continued.event.version_id == "1"

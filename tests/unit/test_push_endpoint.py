@@ -19,6 +19,7 @@ import pytest
 
 from mlops.core.errors import PermanentError
 from mlops.core.events import (
+    Continues,
     DataReady,
     DataSkipped,
     Envelope,
@@ -269,6 +270,19 @@ def test_output_ids_are_deterministic_per_input_and_position(bus):
     other = message(attributes=GOOD_ATTRIBUTES | {"ce-id": "another-input"})
     endpoint.handle_message(other, SUBSCRIPTION)
     assert not {m.attributes["ce-id"] for m in bus.messages[4:]} & set(ids_first)
+
+
+def test_an_output_that_continues_an_earlier_event_takes_its_run_cause_and_a_stable_id(bus):
+    """A deploy started by one event and found done by a later delivery (a tick) is announced in the
+    starting event's run, caused by it, with the same id whichever delivery publishes it."""
+    handler = RecordingHandler(outputs=[Continues(DataReady.example(), cause_id="started-it", run_id="run-0")])
+    endpoint = make_endpoint(bus, handler)
+    endpoint.handle_message(message(), SUBSCRIPTION)
+    endpoint.handle_message(message(attributes=GOOD_ATTRIBUTES | {"ce-id": "another-tick"}), SUBSCRIPTION)
+    first, second = (Envelope.from_attributes(m.attributes) for m in bus.messages)
+    assert (first.run_id, first.causation_id) == ("run-0", "started-it")
+    assert first.id == second.id
+    assert bus.messages[0].topic == DataReady.EVENT_TYPE
 
 
 def test_a_redelivery_that_now_decides_otherwise_gets_a_new_id(bus):

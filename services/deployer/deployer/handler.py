@@ -33,6 +33,7 @@ import structlog
 
 from mlops.core.errors import PermanentError
 from mlops.core.events import (
+    Continues,
     Decision,
     DeploymentAction,
     Envelope,
@@ -144,6 +145,8 @@ class Deployer:
         previous = max(others, key=lambda d: d.traffic_percent, default=None)
         context = {"pipeline": registered.pipeline, "endpoint": endpoint, "version_id": registered.version_id,
                    "registered": registered.model_dump_json(), "operation": "",
+                   # The run the tick that finishes this deploy announces it in (Continues).
+                   "run_id": envelope.run_id, "replay_of": envelope.replay_of,
                    "previous_deployed_model_id": previous.deployed_model_id if previous else "",
                    "previous_version": previous.version_id if previous else ""}
         busy = self._open_deploy_on(endpoint, except_event=envelope.id)
@@ -185,18 +188,27 @@ class Deployer:
                 return intent
         return None
 
-    def handle_tick(self, tick: WatchTick, envelope: Envelope) -> list[ModelDeployed | StageFailed]:
-        return self.finish_deploys(envelope)
+    def handle_tick(self, tick: WatchTick, envelope: Envelope) -> list[Continues | ModelDeployed | StageFailed]:
+        """What a tick announces for a deploy belongs to the run of the event that started it."""
+        out: list[Continues | ModelDeployed | StageFailed] = []
+        for intent, event in self._finish():
+            run_id = intent.context.get("run_id")
+            out.append(Continues(event, cause_id=intent.event_id, run_id=run_id,
+                                 replay_of=intent.context.get("replay_of", "")) if run_id else event)
+        return out
 
     def finish_deploys(self, envelope: Envelope | None = None) -> list[ModelDeployed | StageFailed]:
         """Look at every open deploy: announce the done, report the failed, start the queued."""
-        out: list[ModelDeployed | StageFailed] = []
+        return [event for _, event in self._finish()]
+
+    def _finish(self) -> list[tuple[Intent, ModelDeployed | StageFailed]]:
+        out: list[tuple[Intent, ModelDeployed | StageFailed]] = []
         with self._follow_up:
             open_ = sorted((i for i in self._intents.all() if i.call == "deploy" and i.state == IN_FLIGHT
                             and i.context.get("registered")), key=lambda i: i.started_at)
             for intent in open_:
                 try:
-                    out.extend(self._follow(intent))
+                    out.extend((intent, event) for event in self._follow(intent))
                 except Exception as error:  # noqa: BLE001 - one deploy's trouble must not hold back the others
                     log.error("could not follow a deploy; next tick tries again", event_id=intent.event_id,
                               error=repr(error)[:1000])

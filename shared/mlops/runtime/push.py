@@ -47,7 +47,7 @@ from mlops.core.events import (
     StageFailed,
     decode,
 )
-from mlops.core.events.envelope import new_envelope
+from mlops.core.events.envelope import Continues, new_envelope
 from mlops.core.log import trace_from_header
 from mlops.ports.bus import EventBus
 from mlops.ports.metrics import MetricsSink, NullMetrics
@@ -61,7 +61,7 @@ PUBLISH_TIMEOUT_S = 30.0
 
 E = TypeVar("E", bound=Event)
 # A pure handler: the typed input event and its envelope in, the events to publish out.
-Handler = Callable[[E, Envelope], Sequence[Event]]
+Handler = Callable[[E, Envelope], Sequence[Event | Continues]]
 
 
 def with_pubsub_identity(attributes: dict[str, str], message_id: str, publish_time: str) -> dict[str, str]:
@@ -124,18 +124,29 @@ class PushEndpoint:
     auth: PushAuthenticator | None = None  # None: every push is taken (the local stack has no tokens)
     _in_flight: KeyedLock = field(default_factory=KeyedLock, init=False, repr=False)
 
-    def output_envelopes(self, incoming: Envelope, events: Sequence[Event], starts_run: bool) -> list[Envelope]:
+    def output_envelopes(self, incoming: Envelope, events: Sequence[Event | Continues],
+                         starts_run: bool) -> list[Envelope]:
         envelopes = []
-        for index, event in enumerate(events):
-            # The type is part of the seed: a redelivered tick that now snapshots instead of skipping
-            # must not reuse the skip's id (the archive keeps one event per id).
-            seed = f"{incoming.id}/{self.service}/{event.EVENT_TYPE}/{index}"
+        for index, output in enumerate(events):
+            if isinstance(output, Continues):
+                # Finishes what an earlier event started: that event's run and cause, and an id derived
+                # from it alone, so whichever delivery publishes it, it is one event.
+                event = output.event
+                seed = f"{output.cause_id}/{self.service}/{event.EVENT_TYPE}/continued"
+                run_id, causation_id, replay_of = output.run_id, output.cause_id, output.replay_of
+            else:
+                event = output
+                # The type is part of the seed: a redelivered tick that now snapshots instead of skipping
+                # must not reuse the skip's id (the archive keeps one event per id).
+                seed = f"{incoming.id}/{self.service}/{event.EVENT_TYPE}/{index}"
+                run_id = str(uuid.uuid5(OUTPUT_ID_NAMESPACE, seed + "/run")) if starts_run else incoming.run_id
+                causation_id, replay_of = incoming.id, incoming.replay_of
             envelopes.append(new_envelope(
                 event, self.service,
                 id=str(uuid.uuid5(OUTPUT_ID_NAMESPACE, seed)),
-                run_id=str(uuid.uuid5(OUTPUT_ID_NAMESPACE, seed + "/run")) if starts_run else incoming.run_id,
-                causation_id=incoming.id,
-                replay_of=incoming.replay_of,
+                run_id=run_id,
+                causation_id=causation_id,
+                replay_of=replay_of,
                 pipeline=getattr(event, "pipeline", None) or incoming.pipeline,
                 code_version=self.code_version,
             ))
@@ -193,7 +204,8 @@ class PushEndpoint:
 
         try:
             envelopes = self.output_envelopes(envelope, outputs, route.starts_run)
-            futures = [self.bus.publish(out, env) for out, env in zip(outputs, envelopes, strict=True)]
+            events = [out.event if isinstance(out, Continues) else out for out in outputs]
+            futures = [self.bus.publish(event, env) for event, env in zip(events, envelopes, strict=True)]
             for future in futures:
                 future.result(timeout=PUBLISH_TIMEOUT_S)
         except Exception as error:  # noqa: BLE001 - the input is nacked, so nothing is lost

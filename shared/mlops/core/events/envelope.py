@@ -147,3 +147,15 @@ def new_envelope(event: Event, service: str, *, id: str | None = None, run_id: s
         pipeline=(getattr(event, "pipeline", None) or "") if pipeline is None else pipeline,
         code_version=code_version,
     )
+
+
+@dataclass(frozen=True)
+class Continues:
+    """An output that finishes the work an earlier event started, published later by another delivery
+    (a deploy started by `model.registered` and finished by a tick): it takes that event's run and is
+    caused by it, so a run's chain and lineage show it, whichever delivery happened to publish it."""
+
+    event: Event
+    cause_id: str
+    run_id: str
+    replay_of: str = ""
