@@ -1,6 +1,6 @@
 """Chaos on the real stack: SIGKILL each service at a random point of a round, kill each emulator
 and the Vertex stand-in, and kill the inference-logger or the serving process behind the endpoint in
-the middle of a minute of load at 500 requests/s through the endpoint's `:predict`. `make chaos`
+the middle of a minute of load at 100 requests/s through the endpoint's `:predict`. `make chaos`
 runs it (about ten minutes); the short version of these faults is tests/e2e/test_faults.py, part of
 `make test`.
 
@@ -39,7 +39,7 @@ from mlops.ops.serving import EndpointClient
 from mlops.stack.supervisor import VERTEX_STATE_FILE, serving_containers
 from tests.chaos.conftest import FaultRow
 from tests.e2e.conftest import predict
-from tests.e2e.test_exactly_once import FEATURES, champion, land, serving, spec_for
+from tests.e2e.test_exactly_once import FEATURES, announced, candidates, champion, land, serving, spec_for
 from tests.integration.harness import wait_for
 
 pytestmark = pytest.mark.chaos
@@ -49,7 +49,9 @@ SERVICES = ("data-watcher", "trainer", "evaluator", "registrar", "deployer", "in
 # The emulators, and the Vertex stand-in (whose serving processes outlive it and are adopted again).
 EMULATORS = ("pubsub", "bigquery", "storage", "vertex")
 ROUND_TIMEOUT_S = 240.0  # a round, plus a slow call's deadline (60 s locally) if a kill lands just before it
-LOAD_RATE, LOAD_S = 500, 60.0
+# Through the endpoint: the Vertex stand-in (one gunicorn worker forwarding each request) saturates
+# near 130 requests/s on a 2-core machine (docs/performance.md, 2b), so the load stays below that.
+LOAD_RATE, LOAD_S = 100, 60.0
 # How long a clean round takes here, measured by the first test; kill points are drawn within it.
 measured: dict[str, float] = {"round_s": 12.0}
 ROWS = load_demo_dataset().rows
@@ -63,12 +65,11 @@ def one_round_counts(ctx: CliContext, pipeline: str) -> dict[str, int]:
     """What one round of `pipeline` leaves behind, each of which must exist exactly once."""
     snapshots = ctx.warehouse.query(f"SELECT COUNT(*) AS n FROM {quote_qualified(ctx.warehouse.qualified(SNAPSHOTS_TABLE))} "
                                     "WHERE pipeline = @p", {"p": pipeline})[0]["n"]
-    candidates = {path.split("/")[2] for path in ctx.blobs.list(f"models/{pipeline}/")}
     endpoint = runtime.model_endpoint(ctx.settings)
     deployed = endpoint.deployments(endpoint.ensure_endpoint(pipeline))
     announced = {e.id for e in query_events(ctx.warehouse, event_type="model.deployed.v1", limit=500)
                  if e.pipeline == pipeline}
-    return {"snapshot": int(snapshots), "candidate": len(candidates), "version": len(ctx.registry.list_versions(pipeline)),
+    return {"snapshot": int(snapshots), "candidate": len(candidates(ctx, pipeline)), "version": len(ctx.registry.list_versions(pipeline)),
             "deployment": len(deployed), "model.deployed": len(announced)}
 
 
@@ -106,6 +107,7 @@ def complete_round(ctx: CliContext, pipeline: str, timeout: float = ROUND_TIMEOU
     winner = wait_for(lambda: champion(ctx, pipeline), timeout=timeout, what=f"{pipeline}'s round to register")
     wait_for(lambda: serving_now(ctx, pipeline).get(winner.version_id) == 100, timeout=timeout,
              what=f"{pipeline}'s champion to serve")
+    announced(ctx, pipeline, winner.version_id, timeout=timeout)  # done on a tick after it serves
     return winner.version_id
 
 
@@ -242,7 +244,7 @@ def logged_requests(ctx: CliContext, pipeline: str, prefix: str) -> dict[str, in
 
 
 @pytest.mark.parametrize("victim", ["inference-logger", "serving"])
-def test_load_at_500_per_second_with_a_service_killed_in_the_middle(stack, stack_dir, table, served, victim):
+def test_load_through_the_endpoint_with_a_process_killed_in_the_middle(stack, stack_dir, table, served, victim):
     """Load on the endpoint's `:predict` (the stand-in forwards each request to the serving process);
     `serving` is the champion's serving process behind the endpoint, started again by the stand-in."""
     ctx = CliContext(stack_dir)

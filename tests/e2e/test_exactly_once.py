@@ -60,6 +60,20 @@ def serving(ctx: CliContext, pipeline: str) -> dict:
     return endpoint_split(ctx, pipeline)
 
 
+def announced(ctx: CliContext, pipeline: str, version: str, timeout: float = 60) -> list:
+    """Wait for the deployer's `model.deployed` of `version` in the archive: a deploy is done on a
+    tick after the endpoint serves it, so the endpoint's split alone does not mean it was announced."""
+    return wait_for(lambda: [e for e in query_events(ctx.warehouse, event_type="model.deployed.v1", limit=500)
+                             if e.pipeline == pipeline and json.loads(e.data).get("version_id") == version],
+                    timeout=timeout, what=f"model.deployed of {pipeline} version {version}")
+
+
+def candidates(ctx: CliContext, pipeline: str) -> set[str]:
+    """The trained candidates of `pipeline`: its artifact folders `models/<pipeline>/<candidate>/`
+    (the trainer's `<candidate>.trained.json` record beside each is not one)."""
+    return {parts[2] for parts in (path.split("/") for path in ctx.blobs.list(f"models/{pipeline}/")) if len(parts) > 3}
+
+
 def quiet(seconds: float = 3.0) -> None:
     """Let redeliveries and duplicates drain through every stage."""
     time.sleep(seconds)
@@ -73,6 +87,7 @@ def test_the_same_event_delivered_three_times_has_exactly_one_effect_per_stage(s
     land(ctx, spec, rows, tick_times=3)
     winner = wait_for(lambda: champion(ctx, spec.name), timeout=90, what="a champion")
     wait_for(lambda: serving(ctx, spec.name).get(winner.version_id) == 100, timeout=30, what="serving")
+    announced(ctx, spec.name, winner.version_id)
     ids = []
     for number in range(20):
         status, _ = predict(ctx, spec.name, {f: rows[number][f] for f in FEATURES}, f"dup-{number}")
@@ -96,8 +111,8 @@ def test_the_same_event_delivered_three_times_has_exactly_one_effect_per_stage(s
     snapshots = ctx.warehouse.query(
         f"SELECT COUNT(*) AS n FROM {quote_qualified(ctx.warehouse.qualified(SNAPSHOTS_TABLE))} WHERE pipeline = @p", {"p": spec.name})
     assert snapshots[0]["n"] == 1, "the data-watcher made a second snapshot"
-    candidates = {path.split("/")[2] for path in ctx.blobs.list(f"models/{spec.name}/")}
-    assert len(candidates) == 1, f"the trainer trained more than once: {candidates}"
+    trained = candidates(ctx, spec.name)
+    assert len(trained) == 1, f"the trainer trained more than once: {trained}"
     versions = ctx.registry.list_versions(spec.name)
     assert [v.version_id for v in versions] == [winner.version_id], "the registrar registered a duplicate"
     assert serving(ctx, spec.name) == {winner.version_id: 100}
@@ -197,6 +212,8 @@ def test_a_deployer_killed_during_a_slow_deploy_deploys_once_and_its_manifest_ag
     ctx.specs.put(spec)
     faults = kill_during_the_slow_call(stack, stack_dir, ctx, "deployer", ":deployModel", spec, 600)
     assert faults["stalled_total"] == 1, "the restarted deployer deployed a second time"
+    winner = champion(ctx, spec.name)
+    announced(ctx, spec.name, winner.version_id)  # the deployer writes its record when it announces
     from mlops import runtime
     from mlops.core.events import ModelDeployed
     from mlops.core.layout import manifest_path
