@@ -111,6 +111,15 @@ def test_a_rejected_candidate_is_registered_without_an_alias(registrar, registry
     assert registry.get_version(MODEL, "default").version_id == "1"
 
 
+def test_a_late_redelivery_of_an_older_promotion_does_not_take_the_champion_back(registrar, registry):
+    register(registrar, 1)
+    register(registrar, 2)
+    register(registrar, 1)  # version 1's event again, after version 2 was crowned
+    champion = registry.get_version(MODEL, "champion")
+    assert champion.version_id == "2" and champion.labels["status"] == "champion"
+    assert registry.get_version(MODEL, "1").labels["status"] == "retired"
+
+
 def test_the_same_event_twice_registers_one_version(registrar, registry):
     first = register(registrar, 1)
     second = register(registrar, 1)

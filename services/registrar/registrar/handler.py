@@ -163,6 +163,12 @@ class Registrar:
             previous = None
         if previous is not None and previous.version_id == version.version_id:
             return
+        if previous is not None and int(previous.version_id) > int(version.version_id):
+            # A late redelivery of an older promotion (its ack deadline passed under load) must not take
+            # the alias back from the newer champion that serves now; a replay registers a new version.
+            log.info("a newer champion exists; not crowning an older version again", model_id=model_id,
+                     version=version.version_id, champion=previous.version_id)
+            return
         self._registry.move_alias(model_id, version.version_id, CHAMPION)
         if previous is not None:
             self._registry.set_labels(model_id, previous.version_id, {"status": "retired"})
