@@ -42,7 +42,8 @@ def test_the_demo_retrains_gates_deploys_and_logs_by_itself(stack, stack_dir):
     report = json.loads(mlops("status", "--json", data_dir=stack_dir).stdout)
     serving = {n: c for n, c in report["components"].items() if c["kind"] == "serving"}
     assert len(serving) >= 1 and all(c["healthy"] and c["pid"] > 0 for c in serving.values()), serving
-    models = json.loads(mlops("models", "--pipeline", "abalone", "--json", data_dir=stack_dir).stdout)
+    # Another test on this stack may have run the demo first: this run's pipeline is then abalone-2.
+    models = json.loads(mlops("models", "--pipeline", summary["pipeline"], "--json", data_dir=stack_dir).stdout)
     statuses = {m["version"]: m["status"] for m in models}
     assert statuses[str(champion)] == "champion"
     assert {"rejected", "retired"} <= set(statuses.values())
