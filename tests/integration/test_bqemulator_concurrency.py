@@ -289,3 +289,27 @@ def test_the_patched_engine_gives_other_threads_their_own_cursor_of_the_same_dat
         assert seen["tz"] == ("UTC",)
     finally:
         asyncio.run(engine.stop())
+
+
+def test_writes_copy_no_table_and_a_time_travel_read_is_refused_with_the_reason(
+    bigquery_emulator: BigQueryEmulator,
+) -> None:
+    """Upstream copies the whole table after every write (for time travel); the launcher turns that off.
+
+    The copies made each append cost as much as the table was big. Nothing in the project reads with
+    `FOR SYSTEM_TIME AS OF`; a query that does is refused with the reason, never answered from the
+    live table as if it were the past.
+    """
+    from mlops.stack.bqemulator_safe import TIME_TRAVEL_REFUSED
+
+    client = rest_client(bigquery_emulator)
+    dataset = client.create_dataset(f"travel_{uuid.uuid4().hex[:8]}", timeout=30, retry=SHORT_RETRY)
+    table = f"{DEFAULT_PROJECT}.{dataset.dataset_id}.appended"
+    client.create_table(bigquery.Table(table, schema=[bigquery.SchemaField("x", "INT64")]))
+    for start in (0, 10, 20):
+        assert client.insert_rows_json(table, [{"x": x} for x in range(start, start + 10)]) == []
+    assert [tuple(row) for row in run_query(client, f"SELECT COUNT(*) FROM `{table}`")] == [(30,)]
+    with pytest.raises(Exception) as refused:
+        run_query(client, f"SELECT x FROM `{table}` FOR SYSTEM_TIME AS OF CURRENT_TIMESTAMP()")
+    assert TIME_TRAVEL_REFUSED in str(refused.value)
+    client.delete_dataset(dataset.dataset_id, delete_contents=True, timeout=30, retry=SHORT_RETRY)

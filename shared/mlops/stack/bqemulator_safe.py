@@ -29,6 +29,16 @@ at once get DuckDB's transaction-conflict error instead of corrupt results.
 
 Remove this module (and start `bqemulator` directly again) once bqemulator uses a connection or
 cursor per thread itself.
+
+Second patch, time travel off (`patch_time_travel`): for `FOR SYSTEM_TIME AS OF`, bqemulator copies the
+WHOLE table into a snapshot table after every write (`versioning.snapshots.SnapshotManager.record_change`
+-> `capture`: `CREATE TABLE ... AS SELECT * FROM <table>`), kept 7 days. On an append-only table
+written many times a second (`predictions`, the event archive) every 5,000-row insert copied the whole
+table again: the copies grew with the table (quadratic work) and made the emulator's RSS reach 7.66 GiB
+in the logging benchmark. The project never reads with time travel, so the launcher captures no AUTO
+snapshots; `CREATE SNAPSHOT TABLE` (kind USER) still does. A query that asks for time travel is refused
+with a 400 that says why, rather than silently answered from the live table (which is what upstream
+does when a table has no snapshot): the stand-in fails where a change would start to depend on it.
 """
 
 from __future__ import annotations
@@ -82,9 +92,39 @@ def patch_engine() -> None:
     setattr(DuckDBEngine, PATCHED_MARK, True)
 
 
+TIME_TRAVEL_REFUSED = (
+    "FOR SYSTEM_TIME AS OF is not served by this local BigQuery stand-in: it keeps no per-write table copies "
+    "(see mlops.stack.bqemulator_safe); BigQuery itself serves time travel"
+)
+
+
+def patch_time_travel() -> None:
+    """Capture no AUTO snapshot on writes; refuse time-travel reads. Idempotent."""
+    from bqemulator.domain.errors import ValidationError
+    from bqemulator.versioning.snapshots import SnapshotManager
+
+    if getattr(SnapshotManager, PATCHED_MARK, False):
+        return
+    upstream_capture = SnapshotManager.capture
+
+    @functools.wraps(upstream_capture)
+    def capture(self: Any, project_id: str, dataset_id: str, table_id: str, *, kind: str = "AUTO") -> Any:
+        if kind == "AUTO":
+            return None
+        return upstream_capture(self, project_id, dataset_id, table_id, kind=kind)
+
+    def resolve_time_travel(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise ValidationError(TIME_TRAVEL_REFUSED)
+
+    SnapshotManager.capture = capture  # type: ignore[method-assign]
+    SnapshotManager.resolve_time_travel = resolve_time_travel  # type: ignore[method-assign]
+    setattr(SnapshotManager, PATCHED_MARK, True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Patch, then run bqemulator's own CLI with argv (default: ours)."""
     patch_engine()
+    patch_time_travel()
     from bqemulator.cli import main as bqemulator_main
 
     bqemulator_main.main(args=sys.argv[1:] if argv is None else argv, prog_name="bqemulator")
