@@ -36,12 +36,17 @@ TARGET_MEDIAN_S = 1.0
 TARGET_MEMORY_GIB = 4.0
 
 
-def _deployed_at(bs, pipelines: set[str]) -> dict[str, float]:
-    """pipeline -> publish time (epoch s) of its first `model.deployed`, from the event archive."""
+# The stages a landed batch goes through, each read off the archive by its first event per pipeline.
+STAGE_EVENTS = {"snapshotted": "data.ready.v1", "trained": "model.trained.v1", "evaluated": "model.evaluated.v1",
+                "registered": "model.registered.v1", "deployed": "model.deployed.v1"}
+
+
+def _first_event_at(bs, pipelines: set[str], event_type: str = STAGE_EVENTS["deployed"]) -> dict[str, float]:
+    """pipeline -> publish time (epoch s) of its first `event_type`, from the event archive."""
     from mlops.ops.archive import query_events
 
     found: dict[str, float] = {}
-    for event in query_events(bs.ctx.warehouse, event_type="model.deployed.v1", limit=10_000):
+    for event in query_events(bs.ctx.warehouse, event_type=event_type, limit=10_000):
         if event.pipeline in pipelines:
             when = datetime.fromisoformat(event.time.replace("Z", "+00:00")).timestamp()
             found[event.pipeline] = min(when, found.get(event.pipeline, when))
@@ -88,13 +93,17 @@ def run(pipelines: int = 50, rows: int = 200, keep_data: bool = False, timeout_s
             deployed: dict[str, float] = {}
             while time.monotonic() < deadline and len(deployed) < pipelines:
                 time.sleep(2.0)
-                deployed = _deployed_at(bs, set(names))
+                deployed = _first_event_at(bs, set(names))
                 say(f"{len(deployed)}/{pipelines} deployed")
             at_end = _memory_split(bs, roots)
+            reached = {stage: _first_event_at(bs, set(names), event_type) for stage, event_type in STAGE_EVENTS.items()}
         ticks = [e["elapsed_ms"] / 1000 for e in handled_lines(bs.data_dir)
                  if e.get("service") == "data-watcher" and e.get("event_id") in tick_ids]
 
     spans = sorted(deployed[n] - landed[n] for n in deployed)
+    # Where the time goes: landed -> each stage's event, median over the pipelines that reached it.
+    by_stage = {stage: rounded(statistics.median([at[n] - landed[n] for n in at]), 3) if at else None
+                for stage, at in reached.items()}
     peak = memory.peak()
     median = statistics.median(spans) if spans else None
     figures = {
@@ -102,6 +111,7 @@ def run(pipelines: int = 50, rows: int = 200, keep_data: bool = False, timeout_s
         "landed_to_deployed_median_s": rounded(median, 3),
         "landed_to_deployed_p90_s": rounded(percentile(spans, 90), 3),
         "landed_to_deployed_max_s": rounded(max(spans) if spans else None, 3),
+        "landed_to_stage_median_s": by_stage,
         "watcher_tick_median_s": rounded(statistics.median(ticks) if ticks else None, 3),
         "watcher_tick_p90_s": rounded(percentile(ticks, 90), 3), "watcher_ticks": len(ticks),
         "peak_stack_rss_gib": peak["peak_rss_gib"],

@@ -227,6 +227,47 @@ def test_a_tick_for_every_pipeline_handles_each_once(warehouse, specs, clock, so
     assert len(warehouse.snapshots) == 2
 
 
+def test_two_pipelines_are_looked_at_side_by_side_and_one_pipeline_one_look_at_a_time(warehouse, specs, clock,
+                                                                                       source):
+    """Each look is several warehouse round trips: one lock for all pipelines queued every tick behind
+    the others'. Here a look at breast-cancer waits inside the warehouse until iris's look has begun."""
+    import threading
+
+    specs.put(make_spec())
+    specs.put(make_spec(name="iris", source={"table": "iris", "label": "malignant", "features": ["mean_radius"]}))
+    source.land(20)
+    source.land(12, table="iris")
+    iris_started = threading.Event()
+    status_of = warehouse.source_status
+
+    def source_status(table, after):
+        if table == "iris":
+            iris_started.set()
+        elif not iris_started.wait(timeout=10):
+            raise AssertionError("the look at iris waited for breast-cancer's to end")
+        return status_of(table, after)
+
+    warehouse.source_status = source_status
+    watcher = DataWatcher(warehouse, specs, clock=clock)
+    answers: dict[str, list] = {}
+    threads = [threading.Thread(target=lambda p=p: answers.__setitem__(p, tick(watcher, pipeline=p, event_id=f"t-{p}")))
+               for p in ("breast-cancer", "iris")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert {p: [type(e).__name__ for e in out] for p, out in answers.items()} == {
+        "breast-cancer": ["DataReady"], "iris": ["DataReady"]}
+    # Two looks at the same pipeline at once (a redelivery beside the original) still make one snapshot.
+    source.land(20)
+    both = [threading.Thread(target=tick, args=(watcher,), kwargs={"event_id": "t-same"}) for _ in range(2)]
+    for thread in both:
+        thread.start()
+    for thread in both:
+        thread.join(timeout=20)
+    assert sorted(s.data_version for s in warehouse.snapshots if s.pipeline == "breast-cancer") == ["d0001", "d0002"]
+
+
 def test_a_redelivered_skip_is_the_same_decision(watcher, source):
     source.land(20)
     tick(watcher)

@@ -18,6 +18,7 @@ import json
 import math
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -45,6 +46,8 @@ STAGE = "data-watcher"
 log = structlog.get_logger(STAGE)
 
 FEEDBACK_ROW_PREFIX = "label-"
+# Pipelines looked at side by side on a tick for all of them (each look waits on the warehouse).
+PIPELINES_AT_ONCE = 8
 _CASTS: dict[str, Callable[[str], object]] = {"INT64": lambda v: int(float(v)), "INTEGER": lambda v: int(float(v)),
                                               "FLOAT64": float, "FLOAT": float, "BOOL": lambda v: v.lower() == "true"}
 
@@ -141,9 +144,16 @@ class DataWatcher:
         self._specs = specs
         self._drift = drift
         self._clock = clock
-        # Versions are numbered from the last snapshot: one tick at a time per process (and the
-        # Cloud Run service runs with max one instance, see deploy/).
-        self._lock = threading.Lock()
+        # Versions are numbered from the pipeline's last snapshot: one look at a pipeline at a time per
+        # process (and the Cloud Run service runs with max one instance, see deploy/). Different
+        # pipelines are looked at side by side: each look is several warehouse round trips (about a
+        # second each on BigQuery), so one lock for all would queue 50 pipelines' ticks for minutes.
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _pipeline_lock(self, name: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(name, threading.Lock())
 
     def handle(self, tick: WatchTick, envelope: Envelope) -> list[DataReady | DataSkipped | StageFailed]:
         """One answer per pipeline looked at: `data.ready`, `data.skipped`, or (on a tick for every
@@ -152,30 +162,34 @@ class DataWatcher:
         nothing changed in between (a skip has no effect to repeat, so it is judged again)."""
         if tick.reason == TickReason.HEARTBEAT:
             return []  # for work in flight elsewhere (the deployer's deploys), not a look at the data
-        names = [tick.pipeline] if tick.pipeline else self._specs.names()
-        out: list[DataReady | DataSkipped | StageFailed] = []
-        with self._lock:
-            for name in names:
-                try:
-                    # Ticks are rare and a fix is applied just before one: never judge by a stale spec.
-                    spec = self._specs.get(name, fresh=True)
-                except UnknownPipeline as error:
-                    log.warning("tick for an unknown pipeline", pipeline=name, error=str(error))
-                    continue
-                try:
-                    event = self.watch(spec, tick.reason, source_event_id=f"{envelope.id}/{name}")
-                except SpecDoesNotFitTable as error:
-                    if tick.pipeline:
-                        raise  # dead-lettered with the reason, and reported as stage.failed
-                    # A tick for every pipeline: one bad spec must not hold back the others, so its
-                    # failure is reported beside their snapshots instead of failing the whole tick.
-                    log.error("spec does not fit its table", pipeline=name, error=str(error))
-                    out.append(StageFailed(stage=STAGE, input_event_id=envelope.id, input_event_type=envelope.type,
-                                           error_class=type(error).__name__, error_message=str(error)[:2000],
-                                           permanent=True, pipeline=name))
-                    continue
-                out.append(event)
-        return out
+        if tick.pipeline:
+            answer = self._look(tick.pipeline, tick, envelope)
+            return [answer] if answer is not None else []
+        # A tick for every pipeline: looked at side by side, answered in the specs' order.
+        names = self._specs.names()
+        with ThreadPoolExecutor(max_workers=min(PIPELINES_AT_ONCE, max(1, len(names)))) as pool:
+            answers = list(pool.map(lambda name: self._look(name, tick, envelope), names))
+        return [answer for answer in answers if answer is not None]
+
+    def _look(self, name: str, tick: WatchTick, envelope: Envelope) -> DataReady | DataSkipped | StageFailed | None:
+        try:
+            # Ticks are rare and a fix is applied just before one: never judge by a stale spec.
+            spec = self._specs.get(name, fresh=True)
+        except UnknownPipeline as error:
+            log.warning("tick for an unknown pipeline", pipeline=name, error=str(error))
+            return None
+        try:
+            with self._pipeline_lock(name):
+                return self.watch(spec, tick.reason, source_event_id=f"{envelope.id}/{name}")
+        except SpecDoesNotFitTable as error:
+            if tick.pipeline:
+                raise  # dead-lettered with the reason, and reported as stage.failed
+            # A tick for every pipeline: one bad spec must not hold back the others, so its
+            # failure is reported beside their snapshots instead of failing the whole tick.
+            log.error("spec does not fit its table", pipeline=name, error=str(error))
+            return StageFailed(stage=STAGE, input_event_id=envelope.id, input_event_type=envelope.type,
+                               error_class=type(error).__name__, error_message=str(error)[:2000],
+                               permanent=True, pipeline=name)
 
     def on_breach(self, breach: MonitoringBreached, envelope: Envelope) -> list[DataReady | DataSkipped]:
         """A monitoring check of the served model crossed its threshold and asks for a retrain
@@ -189,7 +203,7 @@ class DataWatcher:
         except UnknownPipeline as error:
             log.warning("breach for an unknown pipeline", pipeline=breach.pipeline, error=str(error))
             return []
-        with self._lock:
+        with self._pipeline_lock(spec.name):
             # Keyed on the breach event as a tick is: a redelivery re-announces the same snapshot.
             return [self.watch(spec, TickReason.SCHEDULE, f"{envelope.id}/{spec.name}", breach=breach)]
 
