@@ -8,13 +8,14 @@ later (the fake sleep lands it), as a Vertex AI call in flight does when its cal
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from deployer.handler import Deployer
 from mlops.core.events import ModelRegistered
-from mlops.core.layout import intent_path
+from mlops.core.layout import intent_path, open_intent_marker
 from mlops.ports.intents import DONE, FAILED, IN_FLIGHT, IntentLog
 from mlops.testing.memory import InMemoryBlobStore, InMemoryModelEndpoint, InMemoryModelRegistry
 from registrar.handler import Registrar
@@ -113,6 +114,26 @@ def test_a_call_that_failed_with_an_answer_is_made_again_at_once(blobs, clock):
     assert intents.get("ev-1").state == FAILED and "503" in intents.get("ev-1").error
     made, _ = intents.once("ev-1", "make", effect=lambda: None, make=lambda: "id-2", deadline_s=300)
     assert made == "id-2" and clock.slept == 0
+
+
+def test_open_lists_the_calls_in_flight_without_reading_the_closed_ones(blobs, clock):
+    """A tick looks for open calls every few seconds: it must not read the stage's whole history."""
+    log = log_of(blobs, clock)
+    for number in range(5):
+        log.once(f"done-{number}", "make", effect=lambda: None, make=lambda: "id", deadline_s=60)
+    log.record(log.begin("open-1", "deploy", deadline_s=600))
+    opened = log.begin("open-2", "deploy", deadline_s=600)
+    reads: list[str] = []
+    get = blobs.get
+    blobs.get = lambda path: reads.append(path) or get(path)
+    assert sorted(i.event_id for i in log.open()) == ["open-1", "open-2"]
+    assert len(reads) == 2  # the open ones only
+    log.record(replace(opened, state=DONE, result="deployed-2"))
+    assert [i.event_id for i in log.open()] == ["open-1"]
+    assert len(log.all()) == 7  # the history is all still there
+    # A crash between closing an intent and removing its marker: listed no more, removed by its next write.
+    blobs.put(open_intent_marker("stage", "done-0"), b"")
+    assert [i.event_id for i in log.open()] == ["open-1"]
 
 
 def test_an_event_id_that_is_not_a_plain_name_is_stored_under_its_hash():

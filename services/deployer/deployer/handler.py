@@ -182,7 +182,7 @@ class Deployer:
 
     def _open_deploy_on(self, endpoint: str, except_event: str = "") -> Intent | None:
         """The deploy started and not finished on this endpoint, if any."""
-        for intent in self._intents.all():
+        for intent in self._intents.open():
             if intent.call == "deploy" and intent.state == IN_FLIGHT and intent.event_id != except_event \
                     and intent.context.get("endpoint") == endpoint and intent.context.get("operation"):
                 return intent
@@ -204,7 +204,7 @@ class Deployer:
     def _finish(self) -> list[tuple[Intent, ModelDeployed | StageFailed]]:
         out: list[tuple[Intent, ModelDeployed | StageFailed]] = []
         with self._follow_up:
-            open_ = sorted((i for i in self._intents.all() if i.call == "deploy" and i.state == IN_FLIGHT
+            open_ = sorted((i for i in self._intents.open() if i.call == "deploy" and i.state == IN_FLIGHT
                             and i.context.get("registered")), key=lambda i: i.started_at)
             for intent in open_:
                 try:

@@ -46,6 +46,12 @@ class GcsBlobStore:
     def list(self, prefix: str) -> list[str]:
         return sorted(blob.name for blob in self._client.list_blobs(self.bucket, prefix=prefix))
 
+    def delete(self, uri_or_path: str) -> None:
+        try:
+            self._blob(uri_or_path).delete()
+        except NotFound:
+            pass  # already gone: what the caller wanted
+
     def ensure_bucket(self, location: str) -> None:
         if self._client.lookup_bucket(self.bucket) is None:
             self._client.create_bucket(self.bucket, location=location)

@@ -223,7 +223,7 @@ def _version(model: dict[str, Any]) -> ModelVersion:
 # ------------------------------------------------------------------------------ Cloud Storage
 
 class GcsReader:
-    """The read side of `BlobStore`: `get`, `exists`, `list` (`put` refuses: this reader only reads)."""
+    """The read side of `BlobStore`: `get`, `exists`, `list` (`put`, `delete` refuse: this reader only reads)."""
 
     def __init__(self, session: requests.Session, bucket: str, base_url: str | None = None):
         self._http = session
@@ -233,6 +233,9 @@ class GcsReader:
 
     def put(self, path: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         raise NotImplementedError("GcsReader only reads: write through the blob store adapter")
+
+    def delete(self, uri_or_path: str) -> None:
+        raise NotImplementedError("GcsReader only reads: delete through the blob store adapter")
 
     def get(self, uri_or_path: str) -> bytes:
         bucket, path = split_uri(uri_or_path, self.bucket)

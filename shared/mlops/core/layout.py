@@ -15,6 +15,7 @@ SPEC_PREFIX = "specs/"
 DEPLOYMENTS_PREFIX = "deployments/"
 MODELS_PREFIX = "models/"
 INTENTS_PREFIX = "operations/"
+OPEN_INTENTS_PREFIX = "operations/open/"
 
 # One path segment of an artifact's object name: what the trainer writes (candidate ids, `model.zip`).
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -38,11 +39,24 @@ def artifact_dir(pipeline: str, candidate: str) -> str:
     return f"{MODELS_PREFIX}{pipeline}/{candidate}"
 
 
+def _intent_name(event_id: str) -> str:
+    # An id that is not a plain name (event ids come from message attributes) is named by its hash.
+    return event_id if _SEGMENT.match(event_id) else "sha256-" + hashlib.sha256(event_id.encode()).hexdigest()
+
+
 def intent_path(stage: str, event_id: str) -> str:
-    """What a stage recorded before a slow call made for input event `event_id` (`mlops.ports.intents`).
-    An id that is not a plain name (event ids come from message attributes) is named by its hash."""
-    name = event_id if _SEGMENT.match(event_id) else "sha256-" + hashlib.sha256(event_id.encode()).hexdigest()
-    return f"{INTENTS_PREFIX}{stage}/{name}.json"
+    """What a stage recorded before a slow call made for input event `event_id` (`mlops.ports.intents`)."""
+    return f"{INTENTS_PREFIX}{stage}/{_intent_name(event_id)}.json"
+
+
+def open_intent_marker(stage: str, event_id: str) -> str:
+    """An empty object that exists while that intent's call is in flight: listing these finds the open
+    calls without reading every intent a stage ever recorded."""
+    return f"{OPEN_INTENTS_PREFIX}{stage}/{_intent_name(event_id)}"
+
+
+def open_intent_prefix(stage: str) -> str:
+    return f"{OPEN_INTENTS_PREFIX}{stage}/"
 
 
 def require_project_artifact(uri: str, *, bucket: str, pipeline: str) -> str:

@@ -34,6 +34,9 @@ class BlobStore(Protocol):
         """Paths in this bucket (only) starting with `prefix` (a plain string prefix, not a folder),
         sorted."""
 
+    def delete(self, uri_or_path: str) -> None:
+        """Remove the object; nothing to remove is no error (a retried delete succeeds)."""
+
 
 def split_uri(uri_or_path: str, default_bucket: str) -> tuple[str, str]:
     """`gs://b/p` -> (b, p); a bare path is in the default bucket."""

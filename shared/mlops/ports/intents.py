@@ -25,8 +25,8 @@ from typing import TypeVar
 
 import structlog
 
-from mlops.core.layout import intent_path
-from mlops.ports.blobs import BlobStore
+from mlops.core.layout import intent_path, open_intent_marker, open_intent_prefix
+from mlops.ports.blobs import BlobNotFound, BlobStore
 
 log = structlog.get_logger("intents")
 
@@ -69,8 +69,16 @@ class IntentLog:
         return Intent(**json.loads(self._blobs.get(path)))
 
     def _put(self, intent: Intent) -> Intent:
+        # The open marker exists before the intent is in flight and goes after it is closed, so a
+        # call in flight is always listed by `open()` (a crash between the two writes leaves at
+        # worst a marker of a closed intent: `open()` skips it, the intent's next write removes it).
+        marker = open_intent_marker(self.stage, intent.event_id)
+        if intent.state == IN_FLIGHT:
+            self._blobs.put(marker, b"", "text/plain")
         self._blobs.put(intent_path(self.stage, intent.event_id), json.dumps(asdict(intent)).encode(),
                         "application/json")
+        if intent.state != IN_FLIGHT:
+            self._blobs.delete(marker)
         return intent
 
     def begin(self, event_id: str, call: str, deadline_s: float, context: Mapping[str, str] | None = None) -> Intent:
@@ -112,15 +120,32 @@ class IntentLog:
         return self._put(intent)
 
     def all(self) -> list[Intent]:
-        """Every intent of this stage (for a follow-up that finishes the calls still open)."""
+        """Every intent this stage ever recorded (one read each: for inspection, not for every tick)."""
         prefix = intent_path(self.stage, "x").rsplit("/", 1)[0] + "/"
+        return [intent for path in self._blobs.list(prefix) if (intent := self._read(path)) is not None]
+
+    def open(self) -> list[Intent]:
+        """The intents whose call is in flight (for a follow-up that finishes them on every tick): one
+        listing of the open markers and one read per open call, however long the stage's history."""
+        prefix = open_intent_prefix(self.stage)
         found = []
-        for path in self._blobs.list(prefix):
-            try:
-                found.append(Intent(**json.loads(self._blobs.get(path))))
-            except (ValueError, TypeError) as error:
-                log.warning("unreadable intent; skipped", path=path, error=str(error)[:200])
+        for marker in self._blobs.list(prefix):
+            path = intent_path(self.stage, "x").rsplit("/", 1)[0] + "/" + marker.removeprefix(prefix) + ".json"
+            intent = self._read(path)
+            # No intent yet: a begin() between its two writes (its delivery writes the intent or is
+            # redelivered). Closed: a crash between closing and unmarking. Neither is open.
+            if intent is not None and intent.state == IN_FLIGHT:
+                found.append(intent)
         return found
+
+    def _read(self, path: str) -> Intent | None:
+        try:
+            return Intent(**json.loads(self._blobs.get(path)))
+        except BlobNotFound:
+            return None
+        except (ValueError, TypeError) as error:
+            log.warning("unreadable intent; skipped", path=path, error=str(error)[:200])
+            return None
 
     def _await(self, intent: Intent, effect: Callable[[], str | None]) -> str | None:
         while True:

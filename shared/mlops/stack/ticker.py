@@ -31,7 +31,7 @@ HEARTBEAT_ENV = "MLOPS_HEARTBEAT_S"
 
 
 def deploys_open(intents: IntentLog) -> bool:
-    return any(i.call == "deploy" and i.state == IN_FLIGHT for i in intents.all())
+    return any(i.call == "deploy" and i.state == IN_FLIGHT for i in intents.open())
 
 
 def run(bus, specs, stop: threading.Event, intents: IntentLog | None = None, heartbeat_s: float = 2.0) -> None:

@@ -74,6 +74,15 @@ class BlobStoreContract:
         assert blobs.list("") == ["m/B", "m/a", "m/b/c", "m/z", "mx", "n/a"]
         assert blobs.list("nothing/") == []
 
+    def test_delete_removes_one_object_and_a_missing_one_is_no_error(self, blobs: BlobStore) -> None:
+        blobs.put("operations/open/deployer/e1", b"")
+        blobs.put("operations/open/deployer/e10", b"")
+        blobs.delete("operations/open/deployer/e1")
+        assert blobs.list("operations/open/") == ["operations/open/deployer/e10"]
+        blobs.delete("operations/open/deployer/e1")  # again: already gone
+        blobs.delete(f"gs://{blobs.bucket}/operations/open/deployer/e10")
+        assert blobs.list("operations/") == []
+
     def test_a_uri_in_another_bucket_is_that_buckets_object(self, blobs: BlobStore, other_bucket: str) -> None:
         uri = blobs.put(f"gs://{other_bucket}/m/elsewhere", b"there")
         blobs.put("m/here", b"here")

@@ -35,3 +35,6 @@ class InMemoryBlobStore:
 
     def list(self, prefix: str) -> list[str]:
         return sorted(name for bucket, name in self.blobs if bucket == self.bucket and name.startswith(prefix))
+
+    def delete(self, uri_or_path: str) -> None:
+        self.blobs.pop(split_uri(uri_or_path, self.bucket), None)
