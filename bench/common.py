@@ -502,7 +502,8 @@ class CpuWindow:
         }
 
 
-STACK_PROCESS_WORDS = ("gunicorn", "bqemulator", "pubsub-emulator", "gcp-storage-emulator", "mlops.stack.")
+STACK_PROCESS_WORDS = ("gunicorn", "-m predictor", "bqemulator", "pubsub-emulator", "gcp-storage-emulator",
+                       "mlops.stack.")
 
 
 def foreign_stack_processes(ours: dict[str, int]) -> int:

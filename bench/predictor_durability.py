@@ -11,15 +11,15 @@ stand-in would also start again after a kill: tests/chaos measures that, through
 - buffered (the default): predictions are published off the request path every
   `MLOPS_LOG_INTERVAL_S` (1 s);
 - durable (`MLOPS_LOG_DURABLE=true`, `MLOPS_LOG_INTERVAL_S=0.2`): a request is answered only once
-  its prediction is published (group commit, a flush every 0.2 s), under 64 gunicorn threads and
+  its prediction is published (group commit, a flush every 0.2 s), under 64 serving threads and
   64 client connections.
 
 For each mode, three runs of open-loop load at `rate` requests/s for `warmup` + `duration` seconds
 on the process's predict route (`bench.loadgen`, a unique request id per request in
 `parameters.request_id`, as a caller of the endpoint sends it):
 1. steady: no fault; latency from scheduled send to response;
-2. SIGTERM to the serving process's group half-way (gunicorn's graceful stop, as Vertex stops a
-   container; the batcher flushes at exit);
+2. SIGTERM to the serving process's group half-way (its graceful stop, as Vertex stops a
+   container: requests under way finish, the batcher flushes at exit);
 3. SIGKILL to the process group half-way (a hard crash).
 After each run, wait until the `predictions` table stops growing, then compare the request ids
 answered 200 with those logged: lost (answered, not logged), doubled (logged more than once) and
@@ -76,13 +76,13 @@ def start_serving(bs: BenchStack, record: dict[str, Any], label: str, env: dict[
                   threads: int) -> tuple[Any, int]:
     """A serving process of our own: the deployed version's command and environment, on its own port."""
     from mlops.stack.processes import free_port, http_ok, launch
-    from mlops.stack.supervisor import gunicorn_argv
+    from mlops.stack.vertex_local import predictor_argv
 
     port = free_port()
-    folder = Path(record["cwd"])
-    process = launch(gunicorn_argv("predictor.app:create_app()", port, chdir=folder, threads=threads),
-                     name=f"bench-serving-{label}", log_dir=Path(bs.data_dir) / "logs",
-                     env={**record["env"], "AIP_HTTP_PORT": str(port), "PYTHONUNBUFFERED": "1", **env}, cwd=folder)
+    argv, folder = predictor_argv()  # the image's entry point, as the stand-in runs it
+    process = launch(argv, name=f"bench-serving-{label}", log_dir=Path(bs.data_dir) / "logs",
+                     env={**record["env"], "AIP_HTTP_PORT": str(port), "PYTHONUNBUFFERED": "1",
+                          "MLOPS_SERVING_THREADS": str(threads), **env}, cwd=folder)
     health = f"http://127.0.0.1:{port}{record['healthRoute']}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -160,7 +160,7 @@ def one_run(bs: BenchStack, record: dict[str, Any], mode: str, fault: str, bodie
 def run(rate: float = 200.0, duration: float = 10.0, warmup: float = 2.0, connections: int = 16,
         client: str = "asyncio", bootstrap_rows: int = 1000, keep_data: bool = False, **_: Any) -> dict[str, Any]:
     parameters = {"rate_rps": rate, "duration_s": duration, "warmup_s": warmup, "connections": connections,
-                  "client": client, "instances_per_request": 1, "pipeline": PIPELINE, "modes": MODES, "gunicorn_threads": THREADS, "connections_by_mode": CONNECTIONS,
+                  "client": client, "instances_per_request": 1, "pipeline": PIPELINE, "modes": MODES, "serving_threads": THREADS, "connections_by_mode": CONNECTIONS,
                   "faults_at": "warmup + duration/2"}
     feed = RowFeed()
     # The request id in the body, as a caller of the endpoint sends it (bench.loadgen fills `{rid}`).

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from inference_logger.handler import InferenceLogger
-from mlops.core.events import Envelope, Event, Prediction, PredictionMade, decode
+from mlops.core.events import Envelope, Prediction, PredictionMade, decode
 from mlops.core.events.envelope import new_envelope
 from mlops.core.topology import PREDICTIONS_TABLE
 from mlops.ports.warehouse import WarehouseError
@@ -36,8 +36,8 @@ class LandsButTimesOut(InMemoryEventBus):
     failures: int = 1
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def publish(self, event: Event, envelope: Envelope) -> Future[str]:
-        landed = super().publish(event, envelope)
+    def publish_raw(self, topic_id: str, data: bytes, attributes: dict[str, str]) -> Future[str]:
+        landed = super().publish_raw(topic_id, data, attributes)
         with self.lock:
             if self.failures > 0:
                 self.failures -= 1
@@ -78,16 +78,16 @@ def test_a_failed_batch_goes_first_and_nothing_overtakes_it():
     bus = LandsButTimesOut(failures=0)
     batcher = PredictionBatcher(bus, "predictor", interval=30, max_batch=2)
     batcher.close(timeout=2)
-    original = bus.publish
+    original = bus.publish_raw
     calls = {"n": 0}
 
-    def first_call_fails(event: Event, envelope: Envelope) -> Future[str]:
+    def first_call_fails(topic_id: str, data: bytes, attributes: dict[str, str]) -> Future[str]:
         calls["n"] += 1
         if calls["n"] == 1:
             raise ConnectionError("down")
-        return original(event, envelope)
+        return original(topic_id, data, attributes)
 
-    bus.publish = first_call_fails  # type: ignore[method-assign]
+    bus.publish_raw = first_call_fails  # type: ignore[method-assign]
     batcher.add("p", [prediction(i) for i in "abcde"])
     batcher.flush()  # [a b] fails: nothing after it goes out
     assert bus.on(PredictionMade.EVENT_TYPE) == [] and batcher.pending == 5

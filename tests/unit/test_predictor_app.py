@@ -19,7 +19,7 @@ from mlops.ml.artifact import folder_checksum
 from mlops.ml.training import train
 from mlops.testing.memory import InMemoryBlobStore, InMemoryEventBus
 from predictor.app import build_app
-from predictor.batcher import PredictionBatcher
+from predictor.batcher import MAX_EVENT_BYTES, PredictionBatcher
 from predictor.settings import PredictorSettings
 
 BUCKET = "vertex-managed-copy"  # on Vertex AI, a bucket of Vertex's, not the project's layout
@@ -277,6 +277,22 @@ def test_a_full_log_backlog_answers_503_instead_of_growing(artifacts):
         predictor.batcher.close(timeout=2)
 
 
+def test_an_instance_too_large_to_log_is_a_413_and_nothing_of_the_request_is_logged(artifacts):
+    # Every prediction is logged with its features, escaped twice on the way (the features' JSON inside
+    # the event's JSON): 1.1 MB of quotes in one instance is over 4 MB in the event.
+    predictor = make_predictor(artifacts, max_body_bytes=str(8 << 20), unseen_categories="ignore",
+                               log_interval_s="30")
+    try:
+        response = predictor.predict({"instances": [instance(), instance(colour='"' * 1_100_000)]})
+        assert response.status_code == 413 and response.is_json
+        assert response.json["error"].startswith("instance 1 is too large to log:")
+        assert f"at most {MAX_EVENT_BYTES}" in response.json["error"]
+        assert predictor.batcher.pending == 0
+        assert predictor.predict({"instances": [instance()]}).status_code == 200  # it serves on
+    finally:
+        predictor.batcher.close(timeout=2)
+
+
 # ------------------------------------------------------------------------------------ durable mode
 
 def test_durable_mode_answers_only_after_the_prediction_is_published(artifacts):
@@ -296,7 +312,7 @@ def test_durable_mode_answers_503_when_the_log_cannot_be_published(artifacts):
         def down(*_: Any) -> Any:
             raise ConnectionError("pubsub down")
 
-        predictor.bus.publish = down  # type: ignore[method-assign]
+        predictor.bus.publish_raw = down  # type: ignore[method-assign]
         response = predictor.predict({"instances": [instance()]})
         assert response.status_code == 503 and "retry with the same parameters.request_id" in response.json["error"]
         assert predictor.batcher.pending == 1  # kept: published when Pub/Sub is back

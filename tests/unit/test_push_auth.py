@@ -222,3 +222,26 @@ def test_half_a_push_auth_configuration_stops_the_service(extra, problem):
     with pytest.raises(SettingsError) as refused:
         load_settings(CommonSettings, "trainer", {**ENV, **extra})
     assert problem in str(refused.value) and "\n" not in str(refused.value)
+
+
+CHILD = """
+import json, sys
+from mlops import runtime
+from mlops.core.settings import CommonSettings, load_settings
+from mlops.ports.metrics import NullMetrics
+from mlops.testing.memory import InMemoryEventBus
+settings = load_settings(CommonSettings, "trainer", json.loads(sys.argv[1]))
+app = runtime.push_app(settings, {}, bus=InMemoryEventBus(), metrics=NullMetrics())
+print(json.dumps([m in sys.modules for m in ("mlops.runtime.push_auth", "google.auth.transport.requests")]))
+"""
+
+
+@pytest.mark.parametrize(("configured", "imported"), [(False, [False, False]), (True, [True, True])])
+def test_a_service_imports_the_token_check_only_when_push_auth_is_configured(configured, imported):
+    import subprocess
+    import sys
+
+    env = {**ENV, **({"MLOPS_PUSH_AUDIENCE": AUDIENCE, "MLOPS_PUSH_SERVICE_ACCOUNT": PUSH_ACCOUNT} if configured else {})}
+    child = subprocess.run([sys.executable, "-c", CHILD, json.dumps(env)], capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert json.loads(child.stdout.strip().splitlines()[-1]) == imported

@@ -12,13 +12,14 @@ endpoint's: nothing here routes, swaps or listens to events.
 - `POST $AIP_PREDICT_ROUTE` (default `/predict`):
   `{"instances": [...], "parameters": {...}}` -> `{"predictions": [...], "deployedModelId", "modelVersionId"}`.
 - `GET $AIP_HEALTH_ROUTE` (default `/healthz`): 200 once the model is loaded (the port opens only then).
-Listens on `$AIP_HTTP_PORT` (gunicorn's bind, see the Dockerfile).
+Listens on `$AIP_HTTP_PORT`: `python -m predictor` (`predictor.__main__`, the image's entry point) serves
+this app in one process; `create_app()` is the same app for any WSGI server.
 
 Every answer is JSON. A request is refused with the one problem that stops it: 413 past the body or
-instance limits, 400 for a body that is not the documented shape (naming what is wrong) or for
-instances that do not fit the model (listing each problem), 404 for `parameters.pipeline` naming
-another pipeline, 503 (with Retry-After) while predictions cannot be logged. Limits and policies are
-settings (`predictor/settings.py`).
+instance limits or for an instance too large to log, 400 for a body that is not the documented shape
+(naming what is wrong) or for instances that do not fit the model (listing each problem), 404 for
+`parameters.pipeline` naming another pipeline, 503 (with Retry-After) while predictions cannot be
+logged. Limits and policies are settings (`predictor/settings.py`).
 """
 
 from __future__ import annotations
@@ -41,11 +42,10 @@ from mlops.core.events.envelope import now_rfc3339
 from mlops.core.log import configure_logging, get_logger
 from mlops.core.settings import SettingsError, load_settings
 from mlops.ml.features import NullPolicy, ServingPolicy, UnseenPolicy
-from mlops.ml.warmup import warm_up
 from mlops.ports.blobs import BlobStore
 from mlops.ports.bus import EventBus
-from mlops.runtime.push import install_json_errors, json_body
-from predictor.batcher import LogBacklogFull, PredictionBatcher
+from mlops.runtime.http import install_json_errors, json_body
+from predictor.batcher import LogBacklogFull, PredictionBatcher, PredictionTooLarge
 from predictor.loading import load_served_model
 from predictor.serving import Served
 from predictor.settings import PredictorSettings
@@ -56,7 +56,8 @@ log = get_logger(SERVICE)
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=@-]+$")
 MAX_PROBLEMS_LISTED = 50
 RETRY_AFTER_S = "5"
-# gunicorn's own code for "the application could not be loaded": it stops instead of booting again.
+# gunicorn's code for "the application could not be loaded", kept by the image's own entry point: the
+# container stops with it, once, and the DeployModel fails with its one stderr line.
 EXIT_CANNOT_START = 4
 
 
@@ -67,25 +68,37 @@ def refuse_to_start(message: str) -> NoReturn:
 
 
 def create_app() -> Flask:
+    """The app for a WSGI server (`gunicorn 'predictor.app:create_app()'`); its predictions are flushed
+    at exit (a WSGI server's graceful stop exits the worker through atexit)."""
+    app, batcher, _ = start()
+    atexit.register(batcher.close)
+    return app
+
+
+def start() -> tuple[Flask, PredictionBatcher, PredictorSettings]:
+    """Settings from the environment, the model loaded from AIP_STORAGE_URI, the app serving it and the
+    batcher logging its predictions; or SystemExit(4) with one line on stderr when it cannot start."""
     try:
         settings = load_settings(PredictorSettings, SERVICE)
     except SettingsError as error:
         refuse_to_start(str(error))
     configure_logging(settings.service, settings.log_level)
-    warm_up()  # the first request must not pay one-off start-up costs
     # The model's folder is in a bucket of Vertex AI's (its copy of the version's artifactUri), not the project's.
     storage = settings.model_copy(update={"bucket": settings.aip_storage_uri[len("gs://"):].partition("/")[0]})
     app, batcher = build_app(settings, runtime.blob_store(storage), runtime.event_bus(settings))
-    atexit.register(batcher.close)  # gunicorn's graceful stop (SIGTERM) exits the worker through atexit
-    return app
+    return app, batcher, settings
+
+
+def serving_policy(settings: PredictorSettings) -> ServingPolicy:
+    return ServingPolicy(nulls=NullPolicy(settings.null_features), unseen=UnseenPolicy(settings.unseen_categories))
 
 
 def build_app(settings: PredictorSettings, blobs: BlobStore, bus: EventBus) -> tuple[Flask, PredictionBatcher]:
-    """The app serving the model in `AIP_STORAGE_URI`, loaded and verified first: refuses to start
-    (SystemExit, one line on stderr) when it cannot be."""
+    """The app serving the model in `AIP_STORAGE_URI`, loaded, verified and warmed up first: refuses
+    to start (SystemExit, one line on stderr) when it cannot be."""
     uri = settings.aip_storage_uri
     try:
-        model = load_served_model(blobs, uri, settings.artifact_checksum)
+        model = load_served_model(blobs, uri, settings.artifact_checksum, serving_policy(settings))
     except PermanentError as error:
         refuse_to_start(f"predictor cannot start: the model in {uri} cannot be served: {error}")
     except Exception as error:  # noqa: BLE001 - storage unreachable: the platform starts the container again
@@ -198,7 +211,7 @@ def request_id_of(parameters: dict[str, Any], settings: PredictorSettings) -> st
 def register_prediction_routes(app: Flask, served: Served, batcher: PredictionBatcher,
                                settings: PredictorSettings) -> None:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    policy = ServingPolicy(nulls=NullPolicy(settings.null_features), unseen=UnseenPolicy(settings.unseen_categories))
+    policy = serving_policy(settings)
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_: RequestEntityTooLarge) -> tuple[Response, int]:
@@ -237,6 +250,10 @@ def register_prediction_routes(app: Flask, served: Served, batcher: PredictionBa
         except LogBacklogFull as error:
             raise Refused(503, f"predictions cannot be logged right now ({error}); retry later",
                           headers={"Retry-After": RETRY_AFTER_S}) from None
+        except PredictionTooLarge as error:
+            # Every prediction is logged with its features: one this large could never be published.
+            raise Refused(413, f"instance {error.index} is too large to log: {error.size} bytes as a logged "
+                               f"prediction, at most {error.limit}; send smaller instances") from None
         if ticket is not None and not ticket.wait(settings.log_durable_timeout_s):
             # Not answered, so it may be retried with the same request id: the logger keeps one row.
             raise Refused(503, f"the prediction could not be logged within {settings.log_durable_timeout_s:g} s "

@@ -12,15 +12,19 @@ from mlops.core.errors import PermanentError
 from mlops.core.log import get_logger
 from mlops.ml.artifact import load_artifact, read_folder
 from mlops.ml.errors import InputError
+from mlops.ml.features import ServingPolicy
+from mlops.ml.warmup import warm_up_serving
 from mlops.ports.blobs import BlobNotFound, BlobStore
 from predictor.serving import ServableModel
 
 log = get_logger("predictor")
 
 
-def load_served_model(blobs: BlobStore, folder_uri: str, checksum: str) -> ServableModel:
+def load_served_model(blobs: BlobStore, folder_uri: str, checksum: str,
+                      policy: ServingPolicy | None = None) -> ServableModel:
     """The model version in the artifact folder `folder_uri` (`gs://<bucket>/models/<pipeline>/<candidate>`),
-    verified against `checksum` (`mlops.ml.artifact.folder_checksum`).
+    verified against `checksum` (`mlops.ml.artifact.folder_checksum`), and warmed up: it has served
+    made-up instances under `policy` once, so the first request pays no one-off start-up cost.
 
     An artifact that can never load is a `PermanentError` (a checksum mismatch, files that are not a
     model, an empty or missing folder, a booster format xgboost cannot read): loading again reads the
@@ -29,5 +33,10 @@ def load_served_model(blobs: BlobStore, folder_uri: str, checksum: str) -> Serva
         model = load_artifact(read_folder(blobs, folder_uri), expected_checksum=checksum)
     except (InputError, BlobNotFound) as error:
         raise PermanentError(f"{folder_uri}: {error}") from error
+    try:
+        warm_up_serving(model, policy)
+    except Exception as error:  # noqa: BLE001 - the same bytes fail the same way on every start
+        raise PermanentError(f"{folder_uri}: the model loaded but cannot score: {type(error).__name__}: "
+                             f"{error}") from error
     log.info("model loaded", uri=folder_uri, model_type=model.model_type.value, family=type(model).__name__)
     return model

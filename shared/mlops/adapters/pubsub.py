@@ -14,6 +14,7 @@ from typing import Any
 import google.cloud.pubsub_v1 as pubsub_v1
 import grpc
 from google.api_core.exceptions import InvalidArgument, NotFound
+from google.cloud.pubsub_v1.publisher.exceptions import MessageTooLargeError
 from google.cloud.pubsub_v1.types import BatchSettings
 from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 
@@ -73,7 +74,13 @@ class PubSubEventBus:
         return self.publish_raw(event.EVENT_TYPE, encode(event), envelope.to_attributes())
 
     def publish_raw(self, topic_id: str, data: bytes, attributes: dict[str, str]) -> Future[str]:
-        return _in_port_terms(self._client.publish(topic_path(self.project, topic_id), data, **attributes), topic_id)
+        try:
+            sent = self._client.publish(topic_path(self.project, topic_id), data, **attributes)
+        except MessageTooLargeError as error:  # raised by the client before sending: through the future, as a refusal
+            refused: Future[str] = Future()
+            refused.set_exception(MessageRefused(f"{topic_id} refused the message: {error}"))
+            return refused
+        return _in_port_terms(sent, topic_id)
 
     def close(self) -> None:
         self._client.stop()

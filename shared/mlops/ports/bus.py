@@ -25,8 +25,16 @@ SCHEMA_ENCODING_ATTRIBUTE = "googclient_schemaencoding"
 SCHEMA_ATTRIBUTES = (SCHEMA_NAME_ATTRIBUTE, SCHEMA_REVISION_ATTRIBUTE, SCHEMA_ENCODING_ATTRIBUTE)
 
 
+# The largest publish request Pub/Sub takes, counted as the request is encoded (the topic's name, the
+# message's data and attributes): google-cloud-pubsub refuses a bigger one before sending it
+# (MessageTooLargeError; `_SERVER_PUBLISH_MAX_BYTES` in its publisher/_batch/thread.py), and so does the port,
+# with MessageRefused. Bytes of data a message can carry are a little fewer.
+MAX_PUBLISH_REQUEST_BYTES = 10_000_000
+
+
 class MessageRefused(ValueError):
-    """The topic refused the message: its bytes do not fit the topic's schema."""
+    """The topic refused the message: its bytes do not fit the topic's schema, or the message is larger
+    than a publish request may be (MAX_PUBLISH_REQUEST_BYTES)."""
 
 
 class TopicNotFound(LookupError):

@@ -9,24 +9,25 @@ builder returns its port's type: what a service holds is a port, never a client.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+if TYPE_CHECKING:  # a service imports the ports it uses; building one port must not import them all
+    from flask import Flask
 
-from mlops.adapters.pubsub import PubSubEventBus
-from mlops.core.settings import CommonSettings, TrainingSettings
-from mlops.ports.blobs import BlobStore
-from mlops.ports.bus import EventBus
-from mlops.ports.metrics import MetricsSink
-from mlops.ports.registry import ModelEndpoint, ModelRegistry
-from mlops.ports.specs import SpecStore
-from mlops.ports.trainer import TrainerBackend
-from mlops.ports.warehouse import SqlWarehouse
-from mlops.runtime.push import PushEndpoint, Route, create_push_app
-from mlops.runtime.push_auth import push_authenticator
+    from mlops.core.settings import CommonSettings, TrainingSettings
+    from mlops.ports.blobs import BlobStore
+    from mlops.ports.bus import EventBus
+    from mlops.ports.metrics import MetricsSink
+    from mlops.ports.registry import ModelEndpoint, ModelRegistry
+    from mlops.ports.specs import SpecStore
+    from mlops.ports.trainer import TrainerBackend
+    from mlops.ports.warehouse import SqlWarehouse
+    from mlops.runtime.push import Route
 
 
 def event_bus(settings: CommonSettings) -> EventBus:
+    from mlops.adapters.pubsub import PubSubEventBus
+
     return PubSubEventBus(settings.project, emulator_host=settings.pubsub_emulator_host)
 
 
@@ -50,6 +51,8 @@ def blob_store(settings: CommonSettings) -> BlobStore:
 
 
 def spec_store(settings: CommonSettings) -> SpecStore:
+    from mlops.ports.specs import SpecStore
+
     return SpecStore(blob_store(settings))
 
 
@@ -91,10 +94,17 @@ def push_app(settings: CommonSettings, routes: Mapping[str, Route[Any]], *, bus:
              metrics: MetricsSink | None = None, health: Callable[[], dict[str, Any]] | None = None) -> Flask:
     """A service's push endpoint, wired the same way for every service: its bus, the dead-letter
     topic, its code version (for lineage), its metrics sink and, when configured, its push token check."""
+    from mlops.runtime.push import PushEndpoint, create_push_app
+
+    auth = None
+    if settings.push_audience:  # google-auth's verifier and HTTP transport: only where tokens are checked
+        from mlops.runtime.push_auth import push_authenticator
+
+        auth = push_authenticator(settings)
     endpoint = PushEndpoint(
         service=settings.service, project=settings.project, bus=bus or event_bus(settings), routes=dict(routes),
         dead_letter_topic=settings.dead_letter_topic, code_version=settings.code_version,
         metrics=metrics or metrics_sink(settings), health=health or (lambda: {}),
-        auth=push_authenticator(settings),
+        auth=auth,
     )
     return create_push_app(endpoint)

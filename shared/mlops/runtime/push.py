@@ -24,19 +24,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import structlog
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
-from werkzeug.wrappers import Response as WerkzeugResponse
 
 from mlops.core.errors import PermanentError
 from mlops.core.events import (
@@ -51,7 +48,10 @@ from mlops.core.events.envelope import Continues, new_envelope
 from mlops.core.log import trace_from_header
 from mlops.ports.bus import EventBus
 from mlops.ports.metrics import MetricsSink, NullMetrics
-from mlops.runtime.push_auth import PushAuthenticator, PushRefused
+from mlops.runtime.http import install_json_errors, json_body
+
+if TYPE_CHECKING:  # imported when a push is checked: only services configured with MLOPS_PUSH_AUDIENCE need it
+    from mlops.runtime.push_auth import PushAuthenticator
 
 log = structlog.get_logger("push")
 
@@ -261,38 +261,6 @@ class PushEndpoint:
             log.warning("could not publish stage.failed", error=repr(publish_error))
 
 
-def json_body() -> tuple[Any, str | None]:
-    """The request body parsed as JSON, or None and the reason it is not JSON. Flask's `get_json`
-    lets a RecursionError (deep nesting) escape as a 500; here every bad body is a reason."""
-    raw = request.get_data(cache=True)  # raises RequestEntityTooLarge past MAX_CONTENT_LENGTH: a 413
-    if not raw:
-        return None, "the body is empty"
-    try:
-        return json.loads(raw), None
-    except RecursionError:
-        return None, "the body is not usable JSON: it nests too deeply"
-    except ValueError as error:  # UnicodeDecodeError and integers of more than 4,300 digits included
-        return None, f"the body is not valid JSON: {str(error)[:200]}"
-
-
-def install_json_errors(app: Flask) -> None:
-    """Every error a Flask app answers is JSON: `{"error": "..."}` with the status (and headers, such
-    as 405's Allow) of the HTTP error; anything unexpected is logged with its traceback and answered
-    as a JSON 500 that names only the exception's class."""
-
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> WerkzeugResponse:
-        response = error.get_response()
-        response.set_data(json.dumps({"error": f"{error.name}: {error.description}", "status": error.code}))
-        response.content_type = "application/json"
-        return response
-
-    @app.errorhandler(Exception)
-    def unexpected(error: Exception) -> tuple[Response, int]:
-        log.error("unhandled error", error=repr(error)[:2000], path=request.path, exc_info=True)
-        return jsonify(error=f"internal error ({type(error).__name__}); it is logged", status=500), 500
-
-
 def create_push_app(endpoint: PushEndpoint, project_for_trace: str | None = None) -> Flask:
     """The thin Flask app around a PushEndpoint: `/push` for Pub/Sub, `/healthz` for probes."""
     app = Flask(endpoint.service)
@@ -306,6 +274,8 @@ def create_push_app(endpoint: PushEndpoint, project_for_trace: str | None = None
         if trace:
             structlog.contextvars.bind_contextvars(**{"logging.googleapis.com/trace": trace})
         if endpoint.auth is not None:
+            from mlops.runtime.push_auth import PushRefused
+
             try:
                 endpoint.auth.check(request.headers.get("Authorization"))
             except PushRefused as refused:

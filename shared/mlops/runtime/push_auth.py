@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import google.auth.transport.requests
 from google.auth import exceptions as auth_exceptions
 from google.auth import transport
 from google.oauth2 import id_token
@@ -54,7 +53,12 @@ class CachingRequest(transport.Request):
     def __init__(self, inner: transport.Request | None = None, default_ttl_s: float = 300.0,
                  min_refresh_s: float = 30.0, timeout_s: float = 10.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._inner = inner or google.auth.transport.requests.Request()
+        if inner is None:
+            # requests and its HTTP stack: imported only by a service that checks push tokens.
+            import google.auth.transport.requests
+
+            inner = google.auth.transport.requests.Request()
+        self._inner = inner
         self._default_ttl_s = default_ttl_s
         self._min_refresh_s = min_refresh_s
         self._timeout_s = timeout_s

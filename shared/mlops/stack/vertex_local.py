@@ -51,6 +51,7 @@ import logging
 import os
 import random
 import re
+import sys
 import tempfile
 import threading
 import time
@@ -210,8 +211,9 @@ class LocalImages:
 
     An image is known by its name (the last path segment, without tag or digest), so the cloud's
     `<region>-docker.pkg.dev/<project>/<repo>/predictor:<tag>` and the local default
-    `mlops-predictor:latest` both run the predictor: its image's entry point is this gunicorn command
-    (services/predictor/Dockerfile), bound to `AIP_HTTP_PORT`. `extra` (or `MLOPS_VERTEX_LOCAL_IMAGES`)
+    `mlops-predictor:latest` both run the predictor: its image's entry point, `python -m predictor`
+    (services/predictor/Dockerfile's CMD; `predictor_argv`), listening on `AIP_HTTP_PORT` on the loopback
+    interface instead of every interface. `extra` (or `MLOPS_VERTEX_LOCAL_IMAGES`)
     adds images, as argv lists in which `{port}` is replaced. Any other image does not exist here,
     and Vertex AI refuses a model whose image it cannot pull."""
 
@@ -232,16 +234,24 @@ class LocalImages:
         if name in self._extra:
             return [str(a).replace("{port}", str(port)) for a in self._extra[name]], None
         if name in PREDICTOR_IMAGE_NAMES:
-            from mlops.stack.supervisor import gunicorn_argv, repo_root
-
-            folder = repo_root() / "services" / "predictor"
-            return gunicorn_argv("predictor.app:create_app()", port, chdir=folder, threads=16), folder
+            return predictor_argv()
         raise _invalid(f"Image {image_uri!r} not found: the local Vertex AI server runs only "
                        f"{', '.join(PREDICTOR_IMAGE_NAMES + tuple(self._extra))}.")
 
 
+def predictor_argv() -> tuple[list[str], Path]:
+    """The predictor image's entry point (its Dockerfile's CMD) as a local command and the folder it runs
+    in: the port comes from AIP_HTTP_PORT in the environment, as in the container."""
+    from mlops.stack.emulators import HOST
+    from mlops.stack.supervisor import repo_root
+
+    folder = repo_root() / "services" / "predictor"
+    return [sys.executable, "-m", "predictor", "--host", HOST], folder
+
+
 def _error_lines(log_tail: str, keep: int = 6) -> str:
-    """The container's own last words: its log's tail without gunicorn's routine lines."""
+    """The container's own last words: its log's tail without gunicorn's routine lines (a container
+    started by an older stand-in still runs gunicorn)."""
     routine = re.compile(r"^\[[0-9-]+ [0-9:]+ [^]]*\] \[\d+\] \[(INFO|DEBUG)\]|^=== ")
     lines = [line.strip() for line in log_tail.splitlines() if line.strip() and not routine.match(line)]
     return " | ".join(lines[-keep:])[-2000:]
@@ -803,8 +813,9 @@ class VertexLocal:
                         self._restart(record)
 
     def _restart(self, record: Json) -> None:
-        """A dead container's leftovers go first (a killed gunicorn master's worker would hold the
-        port), then the same command on the same port; `restarts` counts them for `mlops status`."""
+        """A dead container's leftovers go first (a container started as a gunicorn master and worker,
+        by an older stand-in, leaves a worker holding the port), then the same command on the same
+        port; `restarts` counts them for `mlops status`."""
         dm_id = record["deployedModelId"]
         log.warning("serving container of %s exited; starting it again", dm_id)
         old = self._processes.pop(dm_id, None)

@@ -20,6 +20,7 @@ from mlops.core.events import EVENT_CLASSES, DataReady, Envelope, ModelTrained, 
 from mlops.core.events.envelope import new_envelope
 from mlops.core.topology import DEAD_LETTER_TOPIC
 from mlops.ports.bus import (
+    MAX_PUBLISH_REQUEST_BYTES,
     SCHEMA_ATTRIBUTES,
     SCHEMA_ENCODING_ATTRIBUTE,
     SCHEMA_NAME_ATTRIBUTE,
@@ -157,6 +158,15 @@ class EventBusContract:
         data, attributes = b"\x00\xff not an event", {"dead_letter_reason": "poison", "dead_letter_stage": "trainer"}
         assert bus.publish_raw(DEAD_LETTER_TOPIC, data, attributes).result(timeout=RESULT_TIMEOUT_S)
         assert received(DEAD_LETTER_TOPIC, 1) == [(data, attributes)]  # no schema, nothing added
+
+    def test_a_message_larger_than_a_publish_request_may_be_is_refused(self, bus: EventBus,
+                                                                      received: Received) -> None:
+        # Over by the topic's name and the framing alone: the data by itself is exactly the limit.
+        too_large = b"x" * MAX_PUBLISH_REQUEST_BYTES
+        outcome = failure(bus.publish_raw(DEAD_LETTER_TOPIC, too_large, {"dead_letter_reason": "big"}))
+        assert isinstance(outcome, MessageRefused) and str(MAX_PUBLISH_REQUEST_BYTES) in str(outcome)
+        assert bus.publish_raw(DEAD_LETTER_TOPIC, b"after", {}).result(timeout=RESULT_TIMEOUT_S)
+        assert [data for data, _ in received(DEAD_LETTER_TOPIC, 1)] == [b"after"]
 
     def test_a_topic_that_does_not_exist_fails_the_publish(self, bus: EventBus) -> None:
         outcome = failure(bus.publish_raw("no.such.topic.v1", encode(WatchTick.example()), {}))

@@ -1,8 +1,8 @@
 """The event bus in memory: every published message recorded, in order, with its decoded event.
 
 It refuses what Pub/Sub (and its emulator) refuse, as `mlops.testing.contracts.bus` checks on both:
-a topic that was never provisioned, a non-string attribute, and bytes that do not fit the topic's
-Avro schema; and a message that fits carries Pub/Sub's schema attributes, as it does there. The schema check follows Avro's JSON decoding as Pub/Sub applies it, which is stricter
+a topic that was never provisioned, a non-string attribute, a message larger than a publish request
+may be, and bytes that do not fit the topic's Avro schema; and a message that fits carries Pub/Sub's schema attributes, as it does there. The schema check follows Avro's JSON decoding as Pub/Sub applies it, which is stricter
 than `mlops.core.events.decode` in some ways (every field present, defaults or not; a long is a
 JSON number, never a string) and looser in others (no value ranges or vocabularies: those are the
 event classes' rules, checked before a typed event is ever published).
@@ -21,6 +21,7 @@ from mlops.core.events import Envelope, Event, encode
 from mlops.core.events.catalog import schema_json, schema_text
 from mlops.core.topology import ALL_TOPICS, EVENT_TOPICS
 from mlops.ports.bus import (
+    MAX_PUBLISH_REQUEST_BYTES,
     SCHEMA_ENCODING_ATTRIBUTE,
     SCHEMA_NAME_ATTRIBUTE,
     SCHEMA_REVISION_ATTRIBUTE,
@@ -108,6 +109,29 @@ def wire_problems(event_type: str, data: bytes) -> list[str]:
     return _problems(schema_json(event_type), document, "", {}, "")
 
 
+def _field_size(number: int, length: int) -> int:
+    """Bytes of a length-delimited protobuf field: its tag, the length as a varint, the bytes."""
+    return len(_varint(number << 3 | 2)) + len(_varint(length)) + length
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def publish_request_size(topic_path: str, data: bytes, attributes: dict[str, str]) -> int:
+    """Bytes of the PublishRequest that carries one message, as protobuf encodes it: what Pub/Sub's
+    limit (MAX_PUBLISH_REQUEST_BYTES) counts. Request {topic = 1, messages = 2}; message {data = 1,
+    attributes = 2 (map entries {key = 1, value = 2})}."""
+    entries = [_field_size(1, len(k.encode())) + _field_size(2, len(v.encode())) for k, v in attributes.items()]
+    message = (_field_size(1, len(data)) if data else 0) + sum(_field_size(2, entry) for entry in entries)
+    return _field_size(1, len(topic_path.encode())) + _field_size(2, message)
+
+
 def _settled(value: str | None = None, error: Exception | None = None) -> Future[str]:
     future: Future[str] = Future()
     if error is not None:
@@ -155,6 +179,11 @@ class InMemoryEventBus:
         attributes = {k: v.decode("utf-8") if isinstance(v, bytes) else v for k, v in attributes.items()}
         if not all(isinstance(v, str) for v in attributes.values()):
             raise TypeError("all attributes published to Pub/Sub must be text strings")
+        size = publish_request_size(f"projects/{self.project}/topics/{topic_id}", data, attributes)
+        if size > MAX_PUBLISH_REQUEST_BYTES:  # the client library's own check, before anything is sent
+            return _settled(error=MessageRefused(
+                f"{topic_id} refused the message: the publish request would be {size} bytes, over the maximum "
+                f"allowed size on the backend ({MAX_PUBLISH_REQUEST_BYTES} bytes)"))
         if topic_id not in self.topics:
             return _settled(error=TopicNotFound(f"topic {topic_id!r} not found"))
         if topic_id in EVENT_TOPICS:
