@@ -1,11 +1,13 @@
 import pytest
 
 from mlops.ml.split import (
+    SPLIT_BUCKET_COLUMN,
     DataSplitMethod,
     SplitError,
     SplitPlan,
     auto_split_eval_fraction,
     eval_bucket_threshold,
+    eval_restriction,
     plan_split,
     row_bucket,
     split_rows,
@@ -108,3 +110,48 @@ def test_plan_split_rejects_incomplete_options(method, kwargs, message):
 def test_threshold_rounds_half_up():
     assert eval_bucket_threshold(0.2) == 2000
     assert eval_bucket_threshold(1 / 6) == 1667
+
+
+# -- the bucket a snapshot stores (SPLIT_BUCKET_COLUMN, FARM_FINGERPRINT computed by the warehouse) -------
+
+def bucketed_rows(buckets: list[int | None]) -> list[dict]:
+    return [{"_row_id": f"row-{i}", SPLIT_BUCKET_COLUMN: bucket} for i, bucket in enumerate(buckets)]
+
+
+def test_a_stored_bucket_decides_the_side_not_a_hash_of_the_key():
+    plan = plan_split("RANDOM", 0, eval_fraction=0.2, bucket_column=SPLIT_BUCKET_COLUMN)
+    rows = bucketed_rows([0, 1999, 2000, 9999, 1500])
+    assert eval_keys(rows, plan) == {"row-0", "row-1", "row-4"}  # bucket < round(0.2 * 10,000)
+
+
+def test_auto_split_keeps_the_bucket_column_once_it_splits():
+    assert plan_split("AUTO_SPLIT", 800, bucket_column=SPLIT_BUCKET_COLUMN).bucket_column == SPLIT_BUCKET_COLUMN
+    assert plan_split("AUTO_SPLIT", 100, bucket_column=SPLIT_BUCKET_COLUMN).method is DataSplitMethod.NO_SPLIT
+    assert plan_split("SEQ", 10, eval_fraction=0.2, split_column="t",
+                      bucket_column=SPLIT_BUCKET_COLUMN).bucket_column is None
+
+
+def test_a_row_without_a_stored_bucket_cannot_be_split():
+    plan = plan_split("RANDOM", 0, eval_fraction=0.2, bucket_column=SPLIT_BUCKET_COLUMN)
+    with pytest.raises(SplitError, match="row 1 has no '_split_bucket'"):
+        split_rows(bucketed_rows([5, None]), plan)
+
+
+@pytest.mark.parametrize(("plan", "restriction"), [
+    (plan_split("RANDOM", 0, eval_fraction=0.25, bucket_column=SPLIT_BUCKET_COLUMN), (SPLIT_BUCKET_COLUMN, "<", 2500)),
+    (plan_split("AUTO_SPLIT", 1_000_000, bucket_column=SPLIT_BUCKET_COLUMN), (SPLIT_BUCKET_COLUMN, "<", 100)),
+    (plan_split("CUSTOM", 0, split_column="is_eval"), ("is_eval", "is not false", None)),
+    (plan_split("RANDOM", 0, eval_fraction=0.25), None),  # a blake2b bucket: no column holds it
+    (plan_split("SEQ", 0, eval_fraction=0.25, split_column="t"), None),
+    (plan_split("NO_SPLIT", 0), None),
+])
+def test_the_eval_side_is_a_row_restriction_where_a_column_holds_it(plan, restriction):
+    assert eval_restriction(plan) == restriction
+
+
+def test_a_read_restricted_to_the_eval_rows_splits_as_the_whole_snapshot():
+    plan = plan_split("RANDOM", 0, eval_fraction=0.3, bucket_column=SPLIT_BUCKET_COLUMN)
+    rows = bucketed_rows([(i * 7919) % 10_000 for i in range(500)])
+    column, _, threshold = eval_restriction(plan)
+    restricted = [row for row in rows if row[column] < threshold]
+    assert split_rows(restricted, plan).eval_rows == split_rows(rows, plan).eval_rows

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from google.api_core.exceptions import BadRequest, Conflict, InternalServerError, NotFound, RetryError
@@ -34,12 +35,14 @@ from mlops.adapters.bigquery_storage import (
     StorageReader,
     StorageWriter,
     arrow_rows,
+    arrow_table,
     condition_sql,
     storage_clients,
 )
 from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN
 from mlops.core.sql import quote_column, quote_qualified
 from mlops.core.topology import LABELS_TABLE, PREDICTIONS_TABLE, SNAPSHOTS_TABLE
+from mlops.ml.split import EVAL_BUCKETS, SPLIT_BUCKET_COLUMN
 from mlops.ports.warehouse import (
     Column,
     Condition,
@@ -107,6 +110,26 @@ def _as_utc(value: Any) -> datetime | None:
 def _utc(value: datetime | str) -> datetime:
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def split_bucket_sql(key_column: str = ROW_ID_COLUMN) -> str:
+    """Each row's split bucket in SQL: the expression BigQuery ML's eval predicate compares
+    (`mlops.adapters.bqml.eval_predicate_sql`), so both backends put a row on the same side. MOD before
+    ABS: ABS of the one INT64 FARM_FINGERPRINT can return without a positive twin (-2^63) is an error
+    in BigQuery; MOD keeps the dividend's sign, so ABS(MOD(x, n)) is |x| mod n for every x."""
+    return f"ABS(MOD(FARM_FINGERPRINT(CAST({quote_column(key_column)} AS STRING)), {EVAL_BUCKETS}))"
+
+
+def _split_bucket_sql(source_table: str, columns: Sequence[tuple[str, str]]) -> str:
+    """`, <bucket> AS _split_bucket` for a snapshot of a source with a row key; nothing without one
+    (a RANDOM split of it then fails on the missing key, as it did before snapshots had buckets)."""
+    names = {name for name, _ in columns}
+    if SPLIT_BUCKET_COLUMN in names:
+        raise WarehouseError(f"{source_table} has a column {SPLIT_BUCKET_COLUMN!r}, a name its snapshots "
+                             "reserve for the split bucket: rename it")
+    if ROW_ID_COLUMN not in names:
+        return ""
+    return f", {split_bucket_sql()} AS {quote_column(SPLIT_BUCKET_COLUMN)}"
 
 
 class BigQueryWarehouse:
@@ -229,12 +252,16 @@ class BigQueryWarehouse:
     def create_snapshot(self, source_table: str, snapshot_table: str, up_to: datetime) -> int:
         target = self.qualified(snapshot_table, self.snapshot_dataset)
         if self.table_columns(target) is None:
+            target_sql, source_sql = quote_qualified(target), self._table(source_table)  # names checked first
+            source = self.table_columns(source_table)
+            if source is None:
+                raise TableNotFound(f"Not found: table {self.qualified(source_table)}")
             # A CTAS copy, not CREATE SNAPSHOT TABLE: it filters by watermark so the snapshot is
-            # exactly the rows the watcher counted, and bqemulator runs it too.
+            # exactly the rows the watcher counted, adds each row's split bucket, and bqemulator runs it too.
             self._select(
                 source_table,
-                f"CREATE TABLE {quote_qualified(target)} AS SELECT * FROM {self._table(source_table)} "
-                f"WHERE {INGESTED_AT_COLUMN} <= @up_to",
+                f"CREATE TABLE {target_sql} AS SELECT *{_split_bucket_sql(source_table, source)} "
+                f"FROM {source_sql} WHERE {INGESTED_AT_COLUMN} <= @up_to",
                 {"up_to": up_to},
             )
         return int(self._select(target, f"SELECT COUNT(*) AS n FROM {quote_qualified(target)}")[0]["n"])
@@ -251,11 +278,26 @@ class BigQueryWarehouse:
         if not rows:
             return
         qualified = self.qualified(table)
+        self._load_parquet(table, arrow_rows(self._load_columns(qualified), rows, qualified))
+
+    def load_arrow(self, table: str, data: pa.Table) -> None:
+        """`load_rows` for an Arrow table: conformed to the table's columns (`arrow_table`: widened,
+        never parsed), then the same load job from Parquet."""
+        if not data.num_rows:
+            return
+        qualified = self.qualified(table)
+        self._load_parquet(table, arrow_table(self._load_columns(qualified), data, qualified))
+
+    def _load_columns(self, qualified: str) -> list[Column]:
         columns = self._declared_columns(qualified)
         if columns is None:
             raise TableNotFound(f"Not found: table {qualified}")
+        return columns
+
+    def _load_parquet(self, table: str, rows: pa.Table) -> None:
+        qualified = self.qualified(table)
         parquet = io.BytesIO()
-        pq.write_table(arrow_rows(columns, rows, qualified), parquet)
+        pq.write_table(rows, parquet)
         job_id = f"mlops_load_{hashlib.sha256(qualified.encode() + parquet.getvalue()).hexdigest()[:40]}"
         config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET,
                                         write_disposition=bigquery.WriteDisposition.WRITE_APPEND)

@@ -18,8 +18,8 @@ a value the column's type cannot hold), so a batch with a bad row sends nothing:
 insertAll without skipInvalidRows. Proto rows, not Arrow: Arrow appends are not generally available.
 
 Loads (`mlops ingest`) are not appends: the adapter runs a load job from Parquet, whose rows
-`arrow_rows` builds and checks the same way (a pending stream was 7x slower on bqemulator, which
-decodes proto rows one by one).
+`arrow_rows` builds and checks the same way, or `arrow_table` conforms when they come as Arrow columns
+(a pending stream was 7x slower on bqemulator, which decodes proto rows one by one).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from uuid import uuid4
 
 import grpc
 import pyarrow as pa
+import pyarrow.compute as pc
 from google.api_core import exceptions as api_errors
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery_storage_v1
@@ -46,8 +47,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from mlops.core.sql import quote_column, sql_literal
 from mlops.ports.warehouse import Condition, Row, TableNotFound, WarehouseError
 
-__all__ = ["RestrictionRefused", "StorageReader", "StorageWriter", "arrow_rows", "condition_sql", "restriction_sql",
-           "storage_clients"]
+__all__ = ["RestrictionRefused", "StorageReader", "StorageWriter", "arrow_rows", "arrow_table", "condition_sql",
+           "restriction_sql", "storage_clients"]
 
 # AppendRows refuses requests above 10 MB; stay well under it (a row's encoded size is measured).
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
@@ -322,6 +323,53 @@ def arrow_rows(columns: Sequence[tuple[str, str, str]], rows: Sequence[Row], tab
         if mode == "REQUIRED" and array.null_count:
             missing = [i for i, v in enumerate(values) if v is None][:5]
             problems.extend(f"row {index}: missing required field {name!r}" for index in missing)
+        arrays.append(array)
+        fields.append(pa.field(name, arrow_type, nullable=mode != "REQUIRED"))
+    if problems:
+        raise WarehouseError(f"{len(problems)} problem(s) with rows for {table}: {problems[:5]}")
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _widens(given: pa.DataType, kind: str) -> bool:
+    """Whether a column of Arrow type `given` goes into a `kind` column as it is (`Warehouse.load_arrow`)."""
+    if kind == "INT64":
+        return pa.types.is_integer(given)
+    if kind == "FLOAT64":
+        return pa.types.is_floating(given) or pa.types.is_integer(given)
+    if kind == "TIMESTAMP":
+        return pa.types.is_timestamp(given)
+    target = _ARROW_TYPES.get(kind, pa.string())
+    return given == target or (target == pa.string() and given == pa.large_string())
+
+
+def arrow_table(columns: Sequence[tuple[str, str, str]], data: pa.Table, table: str) -> pa.Table:
+    """An Arrow table as the table's columns (in its order, REQUIRED ones not nullable, a NULLABLE one
+    it lacks all NULL), checked as `Warehouse.load_arrow` says: every problem at once as a WarehouseError.
+    Types are widened (int32 -> int64, int64 -> float64 to the nearest double as Python's float() does,
+    a timestamp to microseconds in UTC), never parsed: text for a number is refused."""
+    if len(set(data.column_names)) != len(data.column_names):
+        raise WarehouseError(f"rows for {table} name a column twice: {data.column_names}")
+    declared = {name for name, _, _ in columns}
+    problems = [f"no such field {name!r}" for name in data.column_names if name not in declared]
+    arrays, fields = [], []
+    for name, kind, mode in columns:
+        arrow_type = _ARROW_TYPES.get(kind, pa.string())
+        if name not in data.column_names:
+            if mode == "REQUIRED":
+                problems.append(f"missing required field {name!r}")
+            array = pa.nulls(data.num_rows, arrow_type)
+        else:
+            array = data.column(name)
+            if not _widens(array.type, kind):
+                problems.append(f"{name!r} is {array.type}, the table's column is {kind}")
+            elif array.type != arrow_type:
+                try:  # lossless, but for an integer beyond 2**53: its nearest double, as float() gives
+                    array = pc.cast(array, arrow_type, safe=not pa.types.is_floating(arrow_type))
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+                    problems.append(f"cannot convert {name!r} to {kind}: {error}")
+            if mode == "REQUIRED" and array.null_count:
+                nulls = pc.indices_nonzero(pc.is_null(array)).to_pylist()[:5]
+                problems.extend(f"row {index}: missing required field {name!r}" for index in nulls)
         arrays.append(array)
         fields.append(pa.field(name, arrow_type, nullable=mode != "REQUIRED"))
     if problems:

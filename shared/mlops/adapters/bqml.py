@@ -15,8 +15,9 @@ as a CUSTOM split over a computed BOOL column, `_mlops_is_eval`:
 - SEQ: the last round(fraction * n) rows ordered by data_split_col (then the key), via ROW_NUMBER().
 - CUSTOM: the user's column, with NULL read as eval as BigQuery ML does.
 `eval_rows_sql` selects the same eval rows, so a champion and a candidate are evaluated on rows that
-neither trained on. FARM_FINGERPRINT is not the local backend's hash: each backend is consistent with
-itself, not with the other.
+neither trained on. The local backend splits on the same expression: snapshots store it per row
+(`_split_bucket`, `mlops.adapters.bigquery.split_bucket_sql`), so both backends agree on every row's side
+(snapshots taken before that column were split locally by a blake2b hash instead).
 """
 
 from __future__ import annotations

@@ -9,12 +9,18 @@ numbers: the row's side depends only on its key and the eval fraction. BigQuery 
 is deterministic for identical input but not stable as the table grows, so the cloud side renders the
 same rule in SQL (`eval_predicate_sql`) and hands it to BigQuery ML as a CUSTOM split.
 
-The two backends hash differently (blake2b here, FARM_FINGERPRINT in BigQuery): each backend is
-self-consistent across snapshots, which is what matters, but a given row may be an eval row locally and
-a training row in the cloud. Never mix a champion of one backend with a candidate of the other.
+The bucket is the warehouse's: a snapshot carries `_split_bucket` = ABS(MOD(FARM_FINGERPRINT(CAST(key AS
+STRING)), 10000)), computed by BigQuery (or bqemulator) when it takes the snapshot
+(`Warehouse.create_snapshot`), the expression the BigQuery ML path computes too. So both backends put
+every row on the same side, and the evaluator reads only its rows: `_split_bucket < threshold` is a
+row restriction the Storage Read API applies (`eval_restriction`). Snapshots taken before the column
+existed keep the rule they were trained with: a blake2b hash of the key computed here (`row_bucket`,
+`bucket_column=None`), which a row may not share with FARM_FINGERPRINT; for those, a row may be an
+eval row locally and a training row in the cloud.
 
 Per method:
-- RANDOM: eval iff bucket(key) < round(fraction * 10,000), bucket = hash(key) mod 10,000.
+- RANDOM: eval iff bucket(key) < round(fraction * 10,000), bucket = hash(key) mod 10,000, read from the
+  snapshot's bucket column when it has one.
 - AUTO_SPLIT: BigQuery ML's documented rule for the fraction (no split under 500 rows, 20% from 500 to
   50,000 rows, 10,000 eval rows above that), then the RANDOM rule. The fraction only shrinks as the
   table grows past 50,000 rows, so rows only move from eval to train there, never the other way; the one
@@ -40,6 +46,9 @@ from mlops.ml.errors import InputError
 
 # The column `mlops ingest` adds to every source row; its value never changes once written.
 ROW_KEY_COLUMN = "_row_id"
+# The column a snapshot adds beside the source's: each row's bucket in [0, EVAL_BUCKETS), computed by
+# the warehouse from ROW_KEY_COLUMN (NULL where the key is NULL).
+SPLIT_BUCKET_COLUMN = "_split_bucket"
 EVAL_BUCKETS = 10_000
 DEFAULT_EVAL_FRACTION = 0.2
 
@@ -69,6 +78,8 @@ class SplitPlan:
     eval_fraction: float | None = None
     split_column: str | None = None
     key_column: str = ROW_KEY_COLUMN
+    # RANDOM: the column holding each row's bucket, computed by the warehouse; None: hash the key here.
+    bucket_column: str | None = None
 
     @property
     def eval_is_training_data(self) -> bool:
@@ -98,14 +109,17 @@ def plan_split(
     eval_fraction: float | None = None,
     split_column: str | None = None,
     key_column: str = ROW_KEY_COLUMN,
+    bucket_column: str | None = None,
 ) -> SplitPlan:
-    """Resolve the options of one training run into the split applied to a snapshot of `row_count` rows."""
+    """Resolve the options of one training run into the split applied to a snapshot of `row_count` rows
+    (only AUTO_SPLIT looks at the count). `bucket_column`: where a RANDOM split finds each row's bucket
+    (the snapshot's SPLIT_BUCKET_COLUMN); None hashes the key here (snapshots older than that column)."""
     method = DataSplitMethod(method)
     if method is DataSplitMethod.AUTO_SPLIT:
         fraction = auto_split_eval_fraction(row_count)
         if fraction == 0.0:
             return SplitPlan(DataSplitMethod.NO_SPLIT, key_column=key_column)
-        return SplitPlan(DataSplitMethod.RANDOM, fraction, key_column=key_column)
+        return SplitPlan(DataSplitMethod.RANDOM, fraction, key_column=key_column, bucket_column=bucket_column)
     if method is DataSplitMethod.NO_SPLIT:
         return SplitPlan(method, key_column=key_column)
     if method is DataSplitMethod.CUSTOM:
@@ -118,7 +132,8 @@ def plan_split(
     if method is DataSplitMethod.SEQ and not split_column:
         raise SplitError("data_split_method SEQ needs data_split_col (the ordering column)")
     return SplitPlan(method, fraction, split_column=split_column if method is DataSplitMethod.SEQ else None,
-                     key_column=key_column)
+                     key_column=key_column,
+                     bucket_column=bucket_column if method is DataSplitMethod.RANDOM else None)
 
 
 def row_bucket(key: Any) -> int:
@@ -137,6 +152,19 @@ def is_eval_key(key: Any, eval_fraction: float) -> bool:
     return row_bucket(key) < eval_bucket_threshold(eval_fraction)
 
 
+def eval_restriction(plan: SplitPlan) -> tuple[str, str, Any] | None:
+    """The eval side of a plan as one predicate on a snapshot column, `(column, operator, value)` in the
+    warehouse port's operators, for a read to push down; None when no column holds it (SEQ ranks all
+    rows, NO_SPLIT evaluates on every row, a RANDOM split without a stored bucket hashes here)."""
+    if plan.method is DataSplitMethod.RANDOM and plan.bucket_column is not None:
+        assert plan.eval_fraction is not None
+        return (plan.bucket_column, "<", eval_bucket_threshold(plan.eval_fraction))
+    if plan.method is DataSplitMethod.CUSTOM:
+        assert plan.split_column is not None
+        return (plan.split_column, "is not false", None)  # TRUE or NULL is eval, as BigQuery ML reads it
+    return None
+
+
 def seq_eval_row_count(row_count: int, eval_fraction: float) -> int:
     # Half away from zero, like BigQuery's ROUND, so SQL and Python agree on the boundary row.
     return int(math.floor(row_count * eval_fraction + 0.5))
@@ -146,7 +174,11 @@ def split_rows(rows: Sequence[Mapping[str, Any]], plan: SplitPlan) -> Split:
     """Split one snapshot's rows according to a resolved plan. Row order is preserved on both sides."""
     if plan.method is DataSplitMethod.NO_SPLIT:
         return Split(list(rows), list(rows), plan)
-    if plan.method is DataSplitMethod.RANDOM:
+    if plan.method is DataSplitMethod.RANDOM and plan.bucket_column is not None:
+        assert plan.eval_fraction is not None
+        threshold = eval_bucket_threshold(plan.eval_fraction)
+        eval_flags = [_stored_bucket(row, plan, index) < threshold for index, row in enumerate(rows)]
+    elif plan.method is DataSplitMethod.RANDOM:
         assert plan.eval_fraction is not None
         eval_flags = [is_eval_key(_row_key(row, plan.key_column, index), plan.eval_fraction)
                       for index, row in enumerate(rows)]
@@ -167,6 +199,16 @@ def _row_key(row: Mapping[str, Any], key_column: str, index: int) -> Any:
         raise SplitError(f"row {index} has no {key_column!r}: a RANDOM/AUTO_SPLIT split hashes that stable "
                          "row key so that a row stays on the same side as the table grows")
     return key
+
+
+def _stored_bucket(row: Mapping[str, Any], plan: SplitPlan, index: int) -> int:
+    assert plan.bucket_column is not None
+    bucket = row.get(plan.bucket_column)
+    if bucket is None:  # the warehouse leaves it NULL where the key is NULL
+        raise SplitError(f"row {index} has no {plan.bucket_column!r} (its {plan.key_column!r} is NULL?): a "
+                         "RANDOM/AUTO_SPLIT split needs a stable row key so that a row stays on the same side "
+                         "as the table grows")
+    return int(bucket)
 
 
 def _seq_eval_flags(rows: Sequence[Mapping[str, Any]], plan: SplitPlan) -> list[bool]:

@@ -49,7 +49,7 @@ from mlops.ml.options import (
     parse_model_type,
 )
 from mlops.ml.served import ModelCard
-from mlops.ml.split import ROW_KEY_COLUMN, Split, plan_split, split_rows
+from mlops.ml.split import ROW_KEY_COLUMN, Split, SplitPlan, plan_split, split_rows
 from mlops.ml.trees import fit_trees, is_tree_model
 
 if TYPE_CHECKING:
@@ -77,9 +77,12 @@ def train(
     seed: int = 0,
     *,
     row_key_column: str = ROW_KEY_COLUMN,
+    split_plan: SplitPlan | None = None,
 ) -> TrainedModel:
     """Train like `CREATE MODEL`: split the rows (options' data_split_*), fit on the training side.
-    Rows whose label is NULL are dropped first, as BigQuery ML does. Deterministic for a given seed."""
+    Rows whose label is NULL are dropped first, as BigQuery ML does. Deterministic for a given seed.
+    `split_plan`: the split already resolved for the snapshot (`resolve_split`: its row count, its
+    bucket column); by default it is resolved from the options over the labelled rows."""
     started = time.perf_counter()
     kind = parse_model_type(model_type)
     parsed = parse_model_options(kind, options)
@@ -87,7 +90,7 @@ def train(
     rows = [row for row in as_rows(data) if row.get(label_column) is not None]
     if not rows:
         raise TrainingDataError(f"no rows with a non-NULL label {label_column!r}")
-    split = split_for(kind, parsed, rows, row_key_column=row_key_column)
+    split = split_for(kind, parsed, rows, row_key_column=row_key_column, plan=split_plan)
     if not split.train_rows:
         raise TrainingDataError("the split left no training rows")
     features = infer_feature_specs(split.train_rows, feature_columns)
@@ -149,14 +152,22 @@ def _sample_weights(options: ModelOptions, labels: np.ndarray) -> list[float] | 
     return [float(weights[_native(label)]) for label in labels]
 
 
-def split_for(model_type: str | ModelType, options: ModelOptions, rows: Rows, *,
-              row_key_column: str = ROW_KEY_COLUMN) -> Split:
-    """The train/eval split that `train` applies to a snapshot; the evaluator calls it to find a candidate's
-    eval rows in the same snapshot."""
+def resolve_split(model_type: str | ModelType, options: ModelOptions, row_count: int, *,
+                  bucket_column: str | None = None, row_key_column: str = ROW_KEY_COLUMN) -> SplitPlan:
+    """The split the options make of a snapshot of `row_count` rows (AUTO_SPLIT's fraction depends on it)
+    whose RANDOM buckets are in `bucket_column` (None: hashed from the row key, see mlops.ml.split)."""
     kind = parse_model_type(model_type)
-    plan = plan_split(option_value(kind, options, "data_split_method"), len(rows),
+    return plan_split(option_value(kind, options, "data_split_method"), row_count,
                       eval_fraction=options.data_split_eval_fraction, split_column=options.data_split_col,
-                      key_column=row_key_column)
+                      key_column=row_key_column, bucket_column=bucket_column)
+
+
+def split_for(model_type: str | ModelType, options: ModelOptions, rows: Rows, *,
+              row_key_column: str = ROW_KEY_COLUMN, plan: SplitPlan | None = None) -> Split:
+    """The train/eval split that `train` applies to a snapshot; the evaluator calls it to find a candidate's
+    eval rows in the same snapshot. Without `plan`, the split is resolved over `rows` themselves."""
+    if plan is None:
+        plan = resolve_split(model_type, options, len(rows), row_key_column=row_key_column)
     return split_rows(rows, plan)
 
 

@@ -21,7 +21,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # only `load_arrow` speaks Arrow: a service without pyarrow imports this port too
+    import pyarrow as pa
 
 Row = dict[str, Any]
 Column = tuple[str, str, str]  # (name, GoogleSQL type, mode: NULLABLE | REQUIRED | REPEATED)
@@ -120,6 +123,16 @@ class Warehouse(Protocol):
         not fit raises `WarehouseError` and nothing lands. No dedupe: the caller skips rows already
         there (`mlops ingest` checks its row ids first)."""
 
+    def load_arrow(self, table: str, data: pa.Table) -> None:
+        """`load_rows` for rows already in columns (a `pyarrow.Table`; what `mlops ingest` lands).
+        Its columns are matched by name, a subset of the table's (one the table lacks, or a REQUIRED
+        one it lacks, raises `WarehouseError`; a NULLABLE one it lacks is NULL). Each holds the Arrow
+        type of its table column, or one that widens to it without loss of meaning: int64 (or a
+        narrower integer) for INT64, float64 (float32, an integer) for FLOAT64, bool for BOOL, string
+        for STRING (and for the types without an Arrow twin, as text), timestamp (any unit; without a
+        zone read as UTC) for TIMESTAMP, date32 for DATE. Any other type, or a null in a REQUIRED
+        column, raises `WarehouseError` and nothing lands: no value is parsed or guessed here."""
+
     def has_rows(self, table: str, column: str, value: str) -> bool:
         """Whether any row has `column = value` (a stage's idempotence check on its input event id)."""
 
@@ -136,8 +149,11 @@ class Warehouse(Protocol):
 
     def create_snapshot(self, source_table: str, snapshot_table: str, up_to: datetime) -> int:
         """Freeze the source rows ingested up to `up_to` (inclusive) into a new table of the snapshot
-        dataset, with the source's columns; returns its row count. Idempotent: an existing snapshot
-        of that name is kept as it is (and its count returned)."""
+        dataset, with the source's columns and, when the source has `_row_id`, `_split_bucket` INT64:
+        ABS(MOD(FARM_FINGERPRINT(CAST(_row_id AS STRING)), 10000)), computed by the warehouse (NULL for
+        a NULL key; the train/eval split reads it, `mlops.ml.split`); a source that has a column of
+        that name is refused (`WarehouseError`). Returns the snapshot's row count. Idempotent: an
+        existing snapshot of that name is kept as it is (and its count returned)."""
 
     def read_rows(self, table: str, columns: Sequence[str], where_after: datetime | None = None,
                   dataset: str | None = None, where: Sequence[Condition] = ()) -> list[Row]:

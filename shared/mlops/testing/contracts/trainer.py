@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN, PipelineSpec
 from mlops.ml.artifact import folder_checksum, read_folder
 from mlops.ml.metrics import CLASSIFIER_METRICS, REGRESSOR_METRICS
 from mlops.ml.options import OPTION_NAMES
+from mlops.ml.split import SPLIT_BUCKET_COLUMN
 from mlops.ports.blobs import BlobStore
 from mlops.ports.trainer import TrainerBackend
 from mlops.ports.warehouse import Row, Warehouse
@@ -125,6 +127,20 @@ class TrainerBackendContract:
         assert 0 < artifact.train_rows < SNAPSHOT_ROWS
         assert evaluation.eval_rows > 0
         assert artifact.train_rows + evaluation.eval_rows == SNAPSHOT_ROWS  # a split: each row on one side
+
+    def test_a_snapshot_the_warehouse_took_is_split_by_the_buckets_it_stored(
+            self, backend: TrainerBackend, warehouse: Warehouse, artifact_dir: str) -> None:
+        # The data-watcher's snapshots: `create_snapshot` stores each row's bucket, and a RANDOM split
+        # puts a row in eval iff its bucket < round(fraction * 10,000), on both sides of the port.
+        source = load_snapshot(warehouse, f"source_{uuid.uuid4().hex[:10]}")
+        warehouse.create_snapshot(source, f"{source}__d0001", datetime(2026, 11, 22, 7, tzinfo=UTC))
+        snapshot = warehouse.qualified(f"{source}__d0001", warehouse.snapshot_dataset)
+        spec = contract_spec()
+        artifact = backend.train(spec, snapshot, artifact_dir)
+        evaluation = backend.evaluate(spec, artifact.artifact_uri, artifact.checksum, snapshot)
+        buckets = [row[SPLIT_BUCKET_COLUMN] for row in warehouse.read_rows(snapshot, [SPLIT_BUCKET_COLUMN])]
+        assert evaluation.eval_rows == sum(1 for bucket in buckets if bucket < 2500)  # fraction 0.25
+        assert artifact.train_rows == SNAPSHOT_ROWS - evaluation.eval_rows
 
     def test_a_custom_split_column_decides_each_rows_side(
             self, backend: TrainerBackend, snapshot: str, artifact_dir: str) -> None:

@@ -18,10 +18,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN
 from mlops.core.topology import LABELS_TABLE, PREDICTIONS_TABLE, SNAPSHOTS_TABLE, TABLES
+from mlops.ml.split import SPLIT_BUCKET_COLUMN
 from mlops.ports.warehouse import Column, Condition, Row, SnapshotRecord, TableNotFound, Warehouse, WarehouseError
 
 T0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
@@ -35,6 +37,17 @@ SOURCE_COLUMNS: list[Column] = [
     ("flag", "BOOL", "NULLABLE"),
     ("label", "STRING", "NULLABLE"),
 ]
+
+
+# Row key -> ABS(MOD(FARM_FINGERPRINT(key), 10000)). The first three keys are BigQuery's documented
+# FARM_FINGERPRINT examples (hash functions reference: "1footrue" -1541654101129638711, "2applefalse"
+# 2794438866806483259, "3true" -4880158226897771312); the others, of 13 to 200 UTF-8 bytes (FarmHash
+# takes another path at 17, 33 and 65), are Google's FarmHash C++ (pyfarmhash), which bqemulator
+# 1.4.0's own port gets wrong above 64 bytes (mlops.stack.bqemulator_safe serves the C++ instead).
+SPLIT_BUCKETS = {
+    "1footrue": 8711, "2applefalse": 3259, "3true": 1312, "abalone-00001": 6008,
+    "é" * 12 + "-漢字": 8107, "r-" + "x" * 70: 7353, "k" * 200: 335,
+}
 
 
 def source_rows(ids: list[str], at: datetime) -> list[Row]:
@@ -170,6 +183,51 @@ class WarehouseContract:
             warehouse.load_rows("no_such_table", rows[:1])
         assert warehouse.read_rows(SOURCE, [ROW_ID_COLUMN]) == []
 
+    def test_an_arrow_load_lands_its_columns_by_name_typed_by_the_table(self, warehouse: Warehouse) -> None:
+        # What `mlops ingest` lands: its columns in any order, narrower types widened, one left out NULL.
+        warehouse.ensure_table(SOURCE, SOURCE_COLUMNS)
+        warehouse.load_arrow(SOURCE, pa.table({
+            "label": ["a", None, "c"],
+            ROW_ID_COLUMN: ["r1", "r2", "r3"],
+            INGESTED_AT_COLUMN: pa.array([datetime(2026, 11, 22, 7, 0), datetime(2026, 11, 22, 7, 0),
+                                          datetime(2026, 11, 22, 7, 30)], pa.timestamp("ms")),  # no zone: UTC
+            "x": pa.array([1, 2**53 + 1, None], pa.int64()),  # to the nearest double, as float() does
+            "n": pa.array([7, 8, None], pa.int32()),
+        }))
+        rows = warehouse.read_rows(SOURCE, [name for name, _, _ in SOURCE_COLUMNS])
+        assert rows == [
+            {ROW_ID_COLUMN: "r1", INGESTED_AT_COLUMN: T1, "x": 1.0, "n": 7, "flag": None, "label": "a"},
+            {ROW_ID_COLUMN: "r2", INGESTED_AT_COLUMN: T1, "x": float(2**53 + 1), "n": 8, "flag": None, "label": None},
+            {ROW_ID_COLUMN: "r3", INGESTED_AT_COLUMN: T1 + timedelta(minutes=30), "x": None, "n": None, "flag": None,
+             "label": "c"},
+        ]
+        assert type(rows[0]["x"]) is float and type(rows[0]["n"]) is int
+        assert all(r[INGESTED_AT_COLUMN].utcoffset() == timedelta(0) for r in rows)
+
+    def test_an_arrow_load_refuses_what_it_would_have_to_parse_and_lands_nothing(self, warehouse: Warehouse) -> None:
+        # Arrow columns arrive typed: text for a number or a boolean for one is the caller's mistake,
+        # not something to guess at (BigQuery refuses a Parquet column of another type likewise).
+        warehouse.ensure_table(SOURCE, SOURCE_COLUMNS)
+        good = {ROW_ID_COLUMN: pa.array(["r1"]), INGESTED_AT_COLUMN: pa.array([T1], pa.timestamp("us", tz="UTC"))}
+        for bad in ({"n": pa.array(["7"])}, {"x": pa.array([True])}, {"flag": pa.array([1])},
+                    {"colour": pa.array(["red"])}, {ROW_ID_COLUMN: pa.array([None], pa.string())}):
+            with pytest.raises(WarehouseError):
+                warehouse.load_arrow(SOURCE, pa.table({**good, **bad}))
+        with pytest.raises(WarehouseError):  # a REQUIRED column left out
+            warehouse.load_arrow(SOURCE, pa.table({ROW_ID_COLUMN: pa.array(["r1"])}))
+        with pytest.raises(TableNotFound):
+            warehouse.load_arrow("no_such_table", pa.table(good))
+        assert warehouse.read_rows(SOURCE, [ROW_ID_COLUMN]) == []
+
+    def test_an_arrow_load_lands_a_large_table_whole(self, warehouse: Warehouse) -> None:
+        warehouse.ensure_table(SOURCE, SOURCE_COLUMNS)
+        ids = [f"r{i:05d}" for i in range(30_000)]
+        warehouse.load_arrow(SOURCE, pa.table({
+            ROW_ID_COLUMN: ids, INGESTED_AT_COLUMN: pa.repeat(pa.scalar(T1, pa.timestamp("us", tz="UTC")), len(ids)),
+            "x": pa.array([float(i) for i in range(len(ids))]), "label": [f"label-of-{i}" for i in ids]}))
+        assert row_ids(warehouse, SOURCE) == ids
+        assert warehouse.source_status(SOURCE, None).total_rows == len(ids)
+
     def test_inserting_into_a_table_that_does_not_exist_raises(self, warehouse: Warehouse) -> None:
         with pytest.raises(TableNotFound):
             warehouse.insert_rows("no_such_table", source_rows(["r1"], T1))
@@ -232,7 +290,9 @@ class WarehouseContract:
         assert warehouse.create_snapshot(SOURCE, "source__d0001", T2) == 3  # up to, inclusive
         snapshot = warehouse.qualified("source__d0001", warehouse.snapshot_dataset)
         assert row_ids(warehouse, snapshot) == ["r1", "r2", "r3"]
-        assert warehouse.table_columns(snapshot) == warehouse.table_columns(SOURCE)
+        # The source's columns, and the split bucket the warehouse computed from each row's key.
+        assert warehouse.table_columns(snapshot) == [*(warehouse.table_columns(SOURCE) or []),
+                                                     (SPLIT_BUCKET_COLUMN, "INT64")]
         assert warehouse.table_columns("source__d0001") is None  # not in the main dataset
 
     def test_an_existing_snapshot_is_kept_as_it_is(self, warehouse: Warehouse) -> None:
@@ -245,6 +305,47 @@ class WarehouseContract:
     def test_a_snapshot_of_a_table_that_does_not_exist_raises(self, warehouse: Warehouse) -> None:
         with pytest.raises(TableNotFound):
             warehouse.create_snapshot("no_such_table", "no_such_table__d0001", T1)
+
+    def test_a_snapshot_stores_each_rows_split_bucket_as_bigquery_computes_it(self, warehouse: Warehouse) -> None:
+        # ABS(MOD(FARM_FINGERPRINT(CAST(_row_id AS STRING)), 10000)), the bucket BigQuery ML's eval
+        # predicate compares: the same values in memory, on the emulator and in BigQuery.
+        with_source(warehouse, (list(SPLIT_BUCKETS), T1))
+        warehouse.create_snapshot(SOURCE, "source__d0001", T1)
+        stored = warehouse.read_rows("source__d0001", [ROW_ID_COLUMN, SPLIT_BUCKET_COLUMN],
+                                     dataset=warehouse.snapshot_dataset)
+        assert {r[ROW_ID_COLUMN]: r[SPLIT_BUCKET_COLUMN] for r in stored} == SPLIT_BUCKETS
+
+    def test_the_split_bucket_is_null_for_a_null_row_key(self, warehouse: Warehouse) -> None:
+        warehouse.ensure_table(SOURCE, [(ROW_ID_COLUMN, "STRING", "NULLABLE"), *SOURCE_COLUMNS[1:]])
+        rows = source_rows(["3true", "none"], T1)
+        rows[1][ROW_ID_COLUMN] = None
+        warehouse.insert_rows(SOURCE, rows)
+        warehouse.create_snapshot(SOURCE, "source__d0001", T1)
+        stored = warehouse.read_rows("source__d0001", [ROW_ID_COLUMN, SPLIT_BUCKET_COLUMN],
+                                     dataset=warehouse.snapshot_dataset)
+        assert stored == [{ROW_ID_COLUMN: None, SPLIT_BUCKET_COLUMN: None},
+                          {ROW_ID_COLUMN: "3true", SPLIT_BUCKET_COLUMN: SPLIT_BUCKETS["3true"]}]
+
+    def test_a_read_restricted_to_the_split_bucket_keeps_only_those_rows(self, warehouse: Warehouse) -> None:
+        # What the evaluator pushes down to read only a RANDOM/AUTO_SPLIT split's eval rows.
+        with_source(warehouse, (list(SPLIT_BUCKETS), T1))
+        warehouse.create_snapshot(SOURCE, "source__d0001", T1)
+        kept = warehouse.read_rows("source__d0001", [ROW_ID_COLUMN], dataset=warehouse.snapshot_dataset,
+                                   where=[Condition(SPLIT_BUCKET_COLUMN, "<", 6008)])
+        assert [r[ROW_ID_COLUMN] for r in kept] == sorted(k for k, b in SPLIT_BUCKETS.items() if b < 6008)
+
+    def test_a_snapshot_of_a_source_without_a_row_key_has_no_split_bucket(self, warehouse: Warehouse) -> None:
+        warehouse.ensure_table(SOURCE, SOURCE_COLUMNS[1:])
+        warehouse.insert_rows(SOURCE, [{INGESTED_AT_COLUMN: T1.isoformat(), "x": 1.0}])
+        assert warehouse.create_snapshot(SOURCE, "source__d0001", T1) == 1
+        snapshot = warehouse.qualified("source__d0001", warehouse.snapshot_dataset)
+        assert warehouse.table_columns(snapshot) == warehouse.table_columns(SOURCE)
+
+    def test_a_source_with_a_column_named_like_the_split_bucket_is_refused(self, warehouse: Warehouse) -> None:
+        warehouse.ensure_table(SOURCE, [*SOURCE_COLUMNS, (SPLIT_BUCKET_COLUMN, "INT64", "NULLABLE")])
+        with pytest.raises(WarehouseError, match=SPLIT_BUCKET_COLUMN):
+            warehouse.create_snapshot(SOURCE, "source__d0001", T1)
+        assert warehouse.table_columns(warehouse.qualified("source__d0001", warehouse.snapshot_dataset)) is None
 
     # -- reading ---------------------------------------------------------------------------------
     def test_rows_are_read_in_row_id_order_with_only_the_columns_asked(self, warehouse: Warehouse) -> None:

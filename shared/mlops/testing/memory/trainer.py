@@ -22,8 +22,8 @@ from mlops.core.spec import ROW_ID_COLUMN, PipelineSpec
 from mlops.ml.artifact import folder_checksum, read_folder, verify_checksum, write_folder
 from mlops.ml.errors import InputError, TrainingDataError, require_columns
 from mlops.ml.options import ModelOptions, parse_model_options
-from mlops.ml.split import Split
-from mlops.ml.training import split_for
+from mlops.ml.split import SPLIT_BUCKET_COLUMN, Split
+from mlops.ml.training import resolve_split, split_for
 from mlops.ports.blobs import BlobNotFound, BlobStore
 from mlops.ports.trainer import Evaluation, TrainedArtifact
 from mlops.ports.warehouse import Row, Warehouse
@@ -96,10 +96,17 @@ class ScriptedTrainerBackend:
         return CLASSIFIER_SCORES if spec.model.is_classifier else REGRESSOR_SCORES
 
     def _split(self, spec: PipelineSpec, options: ModelOptions, snapshot_table: str) -> Split:
-        return split_for(spec.model.type, options, self._rows(spec, options, snapshot_table))
+        # The scikit-learn backend's split of the whole snapshot: by the bucket the warehouse stored
+        # when the snapshot has one (AUTO_SPLIT counting every row), else as before that column.
+        rows = self._rows(spec, options, snapshot_table)
+        stored = bool(rows) and SPLIT_BUCKET_COLUMN in rows[0]
+        plan = resolve_split(spec.model.type, options, len(rows), bucket_column=SPLIT_BUCKET_COLUMN) if stored else None
+        return split_for(spec.model.type, options, rows, plan=plan)
 
     def _rows(self, spec: PipelineSpec, options: ModelOptions, snapshot_table: str) -> list[Row]:
         extra = [options.data_split_col] if options.data_split_col else []
         columns = list(dict.fromkeys([ROW_ID_COLUMN, *spec.source.features, spec.source.label, *extra]))
-        require_columns(snapshot_table, self._warehouse.table_columns(snapshot_table), columns)
-        return self._warehouse.read_rows(snapshot_table, columns)
+        declared = self._warehouse.table_columns(snapshot_table)
+        require_columns(snapshot_table, declared, columns)
+        bucket = [SPLIT_BUCKET_COLUMN] if SPLIT_BUCKET_COLUMN in dict(declared or []) else []
+        return self._warehouse.read_rows(snapshot_table, [*columns, *bucket])

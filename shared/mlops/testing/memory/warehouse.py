@@ -18,6 +18,7 @@ from typing import Any
 
 from mlops.core.spec import INGESTED_AT_COLUMN, ROW_ID_COLUMN
 from mlops.core.topology import LABELS_TABLE, PREDICTIONS_TABLE, SNAPSHOTS_TABLE, TABLES
+from mlops.ml.split import EVAL_BUCKETS, SPLIT_BUCKET_COLUMN
 from mlops.ports.warehouse import (
     Column,
     Condition,
@@ -83,6 +84,17 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+def _arrow_widens(given: Any, kind: str) -> bool:
+    """Whether an Arrow column of type `given` loads into a `kind` column (the BigQuery adapter's
+    `arrow_table` rule): the column's own Arrow type, or a narrower one of the same family."""
+    import pyarrow as pa  # only where a test loads Arrow
+
+    checks = {"INT64": pa.types.is_integer, "TIMESTAMP": pa.types.is_timestamp, "BOOL": pa.types.is_boolean,
+              "FLOAT64": lambda t: pa.types.is_floating(t) or pa.types.is_integer(t), "DATE": pa.types.is_date32}
+    # STRING, and as text the types Arrow has no twin of (NUMERIC, JSON...)
+    return checks.get(kind, lambda t: pa.types.is_string(t) or pa.types.is_large_string(t))(given)
+
+
 _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "=": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
     "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
@@ -106,6 +118,20 @@ def _holds(condition: Condition, value: Any, kind: str) -> bool:
     if compare is None:
         raise WarehouseError(f"unsupported row restriction operator {condition.op!r}")
     return condition.value is not None and compare(value, convert(condition.value))
+
+
+def split_bucket(key: Any) -> int | None:
+    """ABS(MOD(FARM_FINGERPRINT(CAST(key AS STRING)), 10000)), what the BigQuery adapter's snapshot
+    computes. FARM_FINGERPRINT is FarmHash's Fingerprint64 of the UTF-8 bytes, as a signed INT64:
+    Google's C++ through `pyfarmhash`, not bqemulator's Python port (wrong above 64 bytes; the stack's
+    launcher replaces it, see mlops.stack.bqemulator_safe). Imported here, when a snapshot is taken."""
+    if key is None:
+        return None
+    import farmhash
+
+    unsigned = farmhash.fingerprint64(key if isinstance(key, str) else str(key))
+    signed = unsigned - (1 << 64) if unsigned >= 1 << 63 else unsigned
+    return abs(signed) % EVAL_BUCKETS  # = ABS(MOD(x, n)): MOD keeps the sign of x, ABS drops it
 
 
 def _snapshot_of(row: Row) -> SnapshotRecord:
@@ -206,6 +232,21 @@ class InMemoryWarehouse:
         with self._lock:
             self._insert(self.qualified(table), rows)
 
+    def load_arrow(self, table: str, data: Any) -> None:
+        """As the BigQuery adapter conforms an Arrow table (see the port): each column of its table
+        column's Arrow type or one widening to it, never text parsed as a number; then the rows are
+        checked and stored as `load_rows` stores them."""
+        name = self.qualified(table)
+        with self._lock:
+            kinds = {column: kind for column, kind, _ in self._schema(name)}
+            problems = [f"no such field {field.name!r}" if field.name not in kinds else
+                        f"{field.name!r} is {field.type}, the table's column is {kinds[field.name]}"
+                        for field in data.schema
+                        if field.name not in kinds or not _arrow_widens(field.type, kinds[field.name])]
+            if problems:
+                raise WarehouseError(f"{len(problems)} problem(s) with rows for {name}: {problems[:5]}")
+            self._insert(name, data.to_pylist())
+
     def has_rows(self, table: str, column: str, value: str) -> bool:
         return any(r[column] == value for r in self._rows(self.qualified(table), [column]))
 
@@ -230,7 +271,16 @@ class InMemoryWarehouse:
                 rows = self._rows(source, [INGESTED_AT_COLUMN])
                 kept = [dict(r) for r in rows if r[INGESTED_AT_COLUMN] is not None and r[INGESTED_AT_COLUMN] <= up_to]
                 # CREATE TABLE AS SELECT keeps names and types; every column comes out NULLABLE.
-                self._schemas[target] = [(c, t, "NULLABLE") for c, t, _ in self._schema(source)]
+                schema = [(c, t, "NULLABLE") for c, t, _ in self._schema(source)]
+                names = {c for c, _, _ in schema}
+                if SPLIT_BUCKET_COLUMN in names:
+                    raise WarehouseError(f"{source} has a column {SPLIT_BUCKET_COLUMN!r}, a name its snapshots "
+                                         "reserve for the split bucket: rename it")
+                if ROW_ID_COLUMN in names:  # the bucket BigQuery computes in the snapshot's SELECT
+                    schema.append((SPLIT_BUCKET_COLUMN, "INT64", "NULLABLE"))
+                    for row in kept:
+                        row[SPLIT_BUCKET_COLUMN] = split_bucket(row[ROW_ID_COLUMN])
+                self._schemas[target] = schema
                 self.tables[target] = kept
             return len(self.tables[target])
 
