@@ -375,7 +375,7 @@ def ingest(pipeline: PipelineOpt,
     spec = require_pipeline(ctx.specs, pipeline)
     started = datetime.now(UTC)
     if labels:
-        count = ingest_labels(ctx.warehouse, pipeline, rows, spec.source.label)
+        count = ingest_labels(ctx.warehouse, pipeline, rows.rows(), spec.source.label)
         _err().print(f"{count} labels landed in {pipeline} ({spec.source.table})")
     else:
         landed = ingest_rows(ctx.warehouse, spec, rows)

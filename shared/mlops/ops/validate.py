@@ -3,7 +3,9 @@
 A spec against its source table (label and feature columns, their types: the data-watcher's own
 check, `mlops.core.spec.spec_problems`), and CSV rows against the columns they land in. Every
 problem is gathered; the message names the first few in one line, with the row, the column and the
-value, so the user can fix the file without reading a log.
+value, so the user can fix the file without reading a log. (`mlops ingest` types whole columns in
+Arrow and asks `column_problems` only about a column that did not fit: the same words, in the same
+order, as `coerce_rows` over the rows.)
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from mlops.core.spec import NUMERIC_TYPES, spec_problems
 from mlops.ports.warehouse import standard_type
 
 # The spec against its table: `mlops.core.spec.spec_problems`, the same words the data-watcher uses.
-__all__ = ["coerce_rows", "one_line", "spec_problems"]
+__all__ = ["coerce_rows", "coerce_value", "column_problems", "one_line", "spec_problems", "value_problem"]
 SHOWN_PROBLEMS = 3
 
 
@@ -25,7 +27,7 @@ def one_line(problems: Sequence[str], shown: int = SHOWN_PROBLEMS) -> str:
     return "; ".join(problems[:shown]) + (f" (and {more} more)" if more > 0 else "")
 
 
-def _coerce(value: Any, kind: str) -> Any:
+def coerce_value(value: Any, kind: str) -> Any:
     """`value` as the column type takes it; raises ValueError when it cannot be."""
     if value is None:
         return None
@@ -64,10 +66,27 @@ def coerce_rows(rows: Iterable[Mapping[str, Any]], columns: Mapping[str, str],
         for name in wanted:
             kind = standard_type(columns.get(name, "STRING"))
             try:
-                out[name] = _coerce(row.get(name), kind)
+                out[name] = coerce_value(row.get(name), kind)
             except ValueError:
-                word = "a whole number" if kind == "INT64" else "a number" if kind in NUMERIC_TYPES else kind
-                problems.append(f"row {number}, column {name!r}: {row.get(name)!r} is not {word} "
-                                f"(the column is {kind})")
+                problems.append(value_problem(number, name, row.get(name), kind))
         typed.append(out)
     return typed, problems
+
+
+def value_problem(number: int, name: str, value: Any, kind: str) -> str:
+    """`row N, column C: 'v' is not a <TYPE> (the column is T)`: one value that does not fit."""
+    word = "a whole number" if kind == "INT64" else "a number" if kind in NUMERIC_TYPES else kind
+    return f"row {number}, column {name!r}: {value!r} is not {word} (the column is {kind})"
+
+
+def column_problems(name: str, values: Iterable[Any], kind: str) -> list[tuple[int, str]]:
+    """`coerce_rows` for one column: (row index, problem) of each of its values that does not fit
+    `kind`. What `mlops ingest` words its refusal with, for the columns Arrow could not type alone."""
+    kind = standard_type(kind)
+    problems = []
+    for index, value in enumerate(values):
+        try:
+            coerce_value(value, kind)
+        except ValueError:
+            problems.append((index, value_problem(index + 1, name, value, kind)))
+    return problems
