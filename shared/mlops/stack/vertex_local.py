@@ -34,10 +34,10 @@ listed/stopped by `mlops status` / `mlops down` (mlops.stack.supervisor).
 State lives in memory and, when a state file is given, is written atomically after every change, so
 a restarted server still knows its models and endpoints.
 
-Run: `python -m mlops.stack.vertex_local --port P --state FILE`, or under gunicorn as
-`mlops.stack.vertex_local:create_app()` with `MLOPS_VERTEX_STATE` set, and ONE worker
-(`-w 1 --threads N`): state is per process, so several workers would each keep their own registry
-and overwrite each other's file.
+Run: `python -m mlops.stack.vertex_local --port P --state FILE`, or under a WSGI server as
+`mlops.stack.vertex_local:create_app()` with `MLOPS_VERTEX_STATE` set, in ONE process with threads
+(docker-compose: `waitress-serve --call mlops.stack.vertex_local:create_app`): state is per process,
+so several workers would each keep their own registry and overwrite each other's file.
 """
 
 from __future__ import annotations
