@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.add_argument("--logging-duration", type=float, default=60.0, help="seconds of measured load")
     logging.add_argument("--logging-source", choices=("publish", "predictor"), default="publish",
                          help="prediction.made published as the predictor's batcher does, or served by the predictor")
-    logging.add_argument("--logging-batch", type=int, default=500,
-                         help="predictions per prediction.made (the predictor's MLOPS_LOG_BATCH)")
+    logging.add_argument("--logging-batch", type=int, default=5000,
+                         help="predictions per prediction.made (the predictor's MLOPS_LOG_BATCH, default 5000)")
     logging.add_argument("--logging-interval", type=float, default=1.0,
                          help="longest wait before an event is published (MLOPS_LOG_INTERVAL_S)")
     train_size = parser.add_argument_group("train-size")

@@ -227,6 +227,9 @@ class _Publisher:
         features = json.dumps({"length": 0.5, "diameter": 0.4})
         start = time.perf_counter()
         pending = []
+        # 1% of chunks republished each way, and at least once each however few chunks a run has.
+        same_id_at = {n for n in range(self._chunks) if n % 100 == 50} | {self._chunks // 3}
+        new_id_at = {n for n in range(self._chunks) if n % 100 == 75} | {2 * self._chunks // 3}
         for n in range(self._chunks):
             due = start + n * self._interval
             wait = due - time.perf_counter()
@@ -241,10 +244,10 @@ class _Publisher:
                 for i in range(self._chunk)])
             envelope = new_envelope(made, "predictor")
             pending.append(self._bus.publish(made, envelope))
-            if n % 100 == 50:  # a publish that timed out but landed: the same chunk, the same event id
+            if n in same_id_at:  # a publish that timed out but landed: the same chunk, the same event id
                 pending.append(self._bus.publish(made, envelope))
                 self.republished_same_id += 1
-            if n % 100 == 75:  # the same predictions re-formed into another event
+            if n in new_id_at:  # the same predictions re-formed into another event
                 pending.append(self._bus.publish(made, new_envelope(made, "predictor")))
                 self.republished_new_id += 1
             self.published_rows += self._chunk
