@@ -33,6 +33,8 @@ def _rows():
                             "features": json.dumps(features), "predicted_label": "1" if score > 0.5 else "0",
                             "predicted_value": None, "score": None if i % 17 == 0 else score, "latency_ms": 2.0,
                             "predicted_at": T0 + timedelta(seconds=i)})
+        if i % 20 == 8:  # a request the model failed on: logged without an answer
+            predictions[-1].update(predicted_label=None, score=None)
         if i % 4 == 0:
             labels.append({"pipeline": "p-one", "request_id": f"r{i:03d}", "label": str(i % 2), "labeled_at": T0})
     predictions.append({**predictions[0], "pipeline": "p-two", "predicted_at": T0})  # another pipeline: never counted
@@ -88,6 +90,8 @@ def test_score_counts_spans_labels_and_written_checks_agree(both):
         _key(memory.score_counts("p-one", T0, end, SCORE_EDGES, version="2"))
     assert _key(sql.served_span("p-one")) == _key(memory.served_span("p-one"))
     assert _key(sql.labelled("p-one", T0, end)) == _key(memory.labelled("p-one", T0, end))
+    labelled = {r["request_id"] for r in sql.labelled("p-one", T0, end)}
+    assert "r004" in labelled and not labelled & {"r008", "r028", "r048"}  # failed requests have nothing to score
     assert sql.written_checks(["chk-1", "chk-2"]) == memory.written_checks(["chk-1", "chk-2"]) == {"chk-1": T0}
 
 

@@ -78,7 +78,8 @@ class MemoryServingFigures:
         labels = {r["request_id"]: r["label"] for r in self._rows(LABELS_TABLE) if r["pipeline"] == pipeline}
         seen: dict[tuple[str, str], Row] = {}
         for row in self._window(pipeline, start, end):
-            if row["request_id"] in labels:
+            answered = row["predicted_label"] is not None or row["predicted_value"] is not None
+            if row["request_id"] in labels and answered:
                 seen.setdefault((row["model_version"], row["request_id"]), {
                     "model_version": row["model_version"], "request_id": row["request_id"],
                     "predicted_label": row["predicted_label"], "predicted_value": row["predicted_value"],

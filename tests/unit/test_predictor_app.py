@@ -262,9 +262,16 @@ def test_a_bug_is_a_json_500_without_a_traceback(serving: Predictor, monkeypatch
         raise ZeroDivisionError("boom")
 
     monkeypatch.setattr(model, "predict", broken)
-    response = serving.predict({"instances": [instance()]})
+    response = serving.predict({"instances": [instance(), instance(size=1.0)]}, headers={"X-Request-Id": "req-bug"})
     assert response.status_code == 500 and response.is_json
     assert response.json["error"] == "internal error (ZeroDivisionError); it is logged"
+    # Logged as rows without an answer: what the canary judge counts as this version's errors.
+    serving.batcher.flush()
+    [made] = [decode(PredictionMade.EVENT_TYPE, m.data) for m in serving.bus.on(PredictionMade.EVENT_TYPE)]
+    assert [(p.request_id, p.model_version, p.predicted_label, p.predicted_value, p.score) for p in made.predictions] \
+        == [("req-bug:0", "1", None, None, None), ("req-bug:1", "1", None, None, None)]
+    monkeypatch.undo()
+    assert serving.predict({"instances": [instance()]}).status_code == 200  # and it keeps serving
 
 
 def test_a_full_log_backlog_answers_503_instead_of_growing(artifacts):

@@ -8,8 +8,8 @@ what they served side by side since the canary's first prediction, from the `pre
 (and `labels`, joined on the request id):
 
 - error rate: rows logged without a prediction (no label and no value, or a classifier's row without
-  a score). The predictor logs only the requests it answered; a request it refused (4xx) or failed
-  on (5xx) leaves no row and no event, so this counts only failures that reached the log;
+  a score). The predictor logs a request its model failed on (its 500s) as such rows; a request it
+  refused (4xx: the caller's mistake, not the version's) leaves no row;
 - latency p95 (APPROX_QUANTILES), compared as a ratio when the canary's is above a floor;
 - the score distribution (a classifier's score, else the predicted value): Jensen-Shannon divergence,
   base 2, over ten equal-width bins spanning both versions' values;
@@ -215,6 +215,8 @@ class SqlSignals:
             f"FROM {predictions} AS p JOIN {self._table(LABELS_TABLE)} AS l "
             f"ON l.pipeline = p.pipeline AND l.request_id = p.request_id "
             f"WHERE {' AND '.join('p.' + term for term in in_window.split(' AND '))} "
+            # A request the model failed on has no answer to score: the error rate counts it.
+            f"AND (p.predicted_label IS NOT NULL OR p.predicted_value IS NOT NULL) "
             f"ORDER BY l.labeled_at LIMIT @max_rows", {**params, "max_rows": MAX_LABELLED_ROWS})
         latest: dict[tuple[str, str], Row] = {}
         for row in rows:

@@ -54,7 +54,7 @@ class ServingFigures(Protocol):
 
     def labelled(self, pipeline: str, start: datetime, end: datetime) -> list[Row]:
         """Rows (model_version, request_id, predicted_label, predicted_value, score, label): one per
-        request id whose label arrived, among the predictions of the window."""
+        request id whose label arrived, among the predictions of the window that were answered."""
 
 
 def json_path(feature: str) -> str:
@@ -135,6 +135,8 @@ class SqlServingFigures:
             f"FROM {self._table(PREDICTIONS_TABLE)} AS p JOIN {self._table(LABELS_TABLE)} AS l "
             f"ON l.pipeline = p.pipeline AND l.request_id = p.request_id "
             f"WHERE p.pipeline = @pipeline AND p.predicted_at >= @start AND p.predicted_at < @end "
+            # A request the model failed on has no answer to score (the canary's error rate counts it).
+            f"AND (p.predicted_label IS NOT NULL OR p.predicted_value IS NOT NULL) "
             f"GROUP BY p.model_version, p.request_id ORDER BY p.request_id", params)
 
     def written_checks(self, check_ids: Sequence[str]) -> dict[str, datetime]:

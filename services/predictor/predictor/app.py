@@ -230,11 +230,15 @@ def register_prediction_routes(app: Flask, served: Served, batcher: PredictionBa
         if problems:
             raise Refused(400, f"instances do not fit the features of {served.pipeline} version {served.version_id}",
                           problems)
-        values, scores = served.model.predict(instances)
+        ids = [request_id] if len(instances) == 1 else [f"{request_id}:{i}" for i in range(len(instances))]
+        try:
+            values, scores = served.model.predict(instances)
+        except Exception:
+            log_failure(ids, instances, started)
+            raise  # answered as a JSON 500 naming the exception's class (runtime.http)
         latency_ms = (time.perf_counter() - started) * 1000
         classifier = served.model.is_classifier
         predicted_at = now_rfc3339()
-        ids = [request_id] if len(instances) == 1 else [f"{request_id}:{i}" for i in range(len(instances))]
         try:
             ticket = batcher.add(served.pipeline, [
                 Prediction(
@@ -267,5 +271,21 @@ def register_prediction_routes(app: Flask, served: Served, batcher: PredictionBa
         # Vertex AI answers callers with `predictions` (and its own ids); the rest is for direct calls.
         return jsonify(predictions=predictions, deployedModelId=served.deployed_model_id,
                        modelVersionId=served.version_id, requestId=request_id)
+
+    def log_failure(ids: list[str], instances: list[dict[str, Any]], started: float) -> None:
+        """A request the model failed on is logged as rows without an answer (no label, value or score):
+        that is what the canary judge's error rate counts, so a canary that fails where its champion
+        answers is rolled back. Best effort: the request fails either way."""
+        latency_ms = (time.perf_counter() - started) * 1000
+        predicted_at = now_rfc3339()
+        try:
+            batcher.add(served.pipeline, [
+                Prediction(request_id=rid, model_version=served.version_id,
+                           deployed_model_id=served.deployed_model_id or None,
+                           features=json.dumps(instance, sort_keys=True), latency_ms=latency_ms,
+                           predicted_at=predicted_at)
+                for rid, instance in zip(ids, instances, strict=True)])
+        except Exception as error:  # noqa: BLE001 - the model's failure is what the caller hears about
+            log.warning("a failed request could not be logged", error=repr(error)[:200])
 
     app.add_url_rule(settings.aip_predict_route, "predict", predict, methods=["POST"])
