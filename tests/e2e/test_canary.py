@@ -93,14 +93,20 @@ def status(ctx: CliContext, name: str, version: str) -> str:
     return ctx.registry.get_version(name, version).labels.get("status", "")
 
 
+def start_canary(ctx: CliContext, name: str, first: list, second: list):
+    """A pipeline whose v1 (trained on `first`) serves, then whose v2 (on `first` + `second`) serves 20%."""
+    spec = make_spec(name)
+    ctx.specs.put(spec)
+    land(ctx, spec, first)
+    wait_for(lambda: split(ctx, spec) == {"1": 100}, timeout=300, interval=1, what="v1 serving")
+    land(ctx, spec, second)
+    wait_for(lambda: split(ctx, spec) == {"1": 80, "2": 20}, timeout=300, interval=1, what="v2 as a 20% canary")
+    return spec
+
+
 def test_a_bad_canary_is_rolled_back_by_itself(stack, stack_dir):
     ctx = CliContext(stack_dir)
-    spec = make_spec("canary-bad")
-    ctx.specs.put(spec)
-    land(ctx, spec, DATA.rows[:200])
-    wait_for(lambda: split(ctx, spec) == {"1": 100}, timeout=300, interval=1, what="v1 serving")
-    land(ctx, spec, inverted(DATA.rows[200:1400]))
-    wait_for(lambda: split(ctx, spec) == {"1": 80, "2": 20}, timeout=300, interval=1, what="v2 as a 20% canary")
+    spec = start_canary(ctx, "canary-bad", DATA.rows[:200], inverted(DATA.rows[200:1400]))
 
     serve_and_label(ctx, spec, DATA.rows[1400:1400 + CANARY_REQUESTS], "bad")
     tick(ctx, spec.name)
@@ -120,12 +126,7 @@ def test_a_bad_canary_is_rolled_back_by_itself(stack, stack_dir):
 
 def test_a_good_canary_is_promoted_and_operators_roll_back_and_promote(stack, stack_dir):
     ctx = CliContext(stack_dir)
-    spec = make_spec("canary-good")
-    ctx.specs.put(spec)
-    land(ctx, spec, DATA.rows[:300])
-    wait_for(lambda: split(ctx, spec) == {"1": 100}, timeout=300, interval=1, what="v1 serving")
-    land(ctx, spec, DATA.rows[300:900])
-    wait_for(lambda: split(ctx, spec) == {"1": 80, "2": 20}, timeout=300, interval=1, what="v2 as a 20% canary")
+    spec = start_canary(ctx, "canary-good", DATA.rows[:300], DATA.rows[300:900])
 
     serve_and_label(ctx, spec, DATA.rows[1400:1400 + CANARY_REQUESTS], "good")
     tick(ctx, spec.name)

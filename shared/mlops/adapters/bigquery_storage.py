@@ -325,6 +325,11 @@ def arrow_rows(columns: Sequence[tuple[str, str, str]], rows: Sequence[Row], tab
             problems.extend(f"row {index}: missing required field {name!r}" for index in missing)
         arrays.append(array)
         fields.append(pa.field(name, arrow_type, nullable=mode != "REQUIRED"))
+    return _checked_table(arrays, fields, problems, table)
+
+
+def _checked_table(arrays: list[Any], fields: list[Any], problems: list[str], table: str) -> pa.Table:
+    """The converted columns as one Arrow table, or every problem found at once as a WarehouseError."""
     if problems:
         raise WarehouseError(f"{len(problems)} problem(s) with rows for {table}: {problems[:5]}")
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
@@ -372,9 +377,7 @@ def arrow_table(columns: Sequence[tuple[str, str, str]], data: pa.Table, table: 
                 problems.extend(f"row {index}: missing required field {name!r}" for index in nulls)
         arrays.append(array)
         fields.append(pa.field(name, arrow_type, nullable=mode != "REQUIRED"))
-    if problems:
-        raise WarehouseError(f"{len(problems)} problem(s) with rows for {table}: {problems[:5]}")
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    return _checked_table(arrays, fields, problems, table)
 
 
 def _chunks(encoded: Sequence[bytes]) -> list[list[bytes]]:
