@@ -31,6 +31,7 @@ from google.cloud import bigquery
 from google.cloud.bigquery import AutoRowIDs
 
 from mlops.adapters.bigquery_storage import (
+    AppendFormat,
     RestrictionRefused,
     StorageReader,
     StorageWriter,
@@ -135,19 +136,17 @@ def _split_bucket_sql(source_table: str, columns: Sequence[tuple[str, str]]) -> 
 class BigQueryWarehouse:
     def __init__(self, client: bigquery.Client, project: str, dataset: str, snapshot_dataset: str,
                  insert_timeout: float = INSERT_TIMEOUT_S, storage: tuple[Any, Any] | None = None,
-                 stream_appends: bool = True):
-        """`storage`: (BigQueryReadClient, BigQueryWriteClient), see `storage_clients`.
-        `stream_appends=False` keeps `insert_rows` on insertAll while reads and loads use the Storage
-        APIs: what the local stack does, because bqemulator 1.4.0 breaks when Write API appends run
-        while REST queries do (docs/architecture.md, "Local stand-ins")."""
+                 append_format: AppendFormat = "arrow"):
+        """`storage`: (BigQueryReadClient, BigQueryWriteClient), see `storage_clients`; without it rows
+        move through REST (query results, insertAll). `append_format`: how appends encode rows
+        (`mlops.adapters.bigquery_storage`)."""
         self._client = client
         self.project = project
         self.dataset = dataset
         self.snapshot_dataset = snapshot_dataset
         self._insert_retry = Retry(initial=0.2, maximum=2.0, timeout=insert_timeout)
         self._reader = StorageReader(storage[0], project) if storage else None
-        self._writer = StorageWriter(storage[1], self._declared_columns) if storage else None
-        self._stream_appends = stream_appends
+        self._writer = StorageWriter(storage[1], self._declared_columns, append_format) if storage else None
         self._known_columns: dict[str, set[str]] = {}
 
     def _declared_columns(self, qualified: str) -> list[Column] | None:
@@ -199,7 +198,7 @@ class BigQueryWarehouse:
             raise ValueError(f"{len(row_ids)} row ids for {len(rows)} rows")
         if not rows:
             return
-        if self._writer is not None and self._stream_appends:
+        if self._writer is not None:
             self._writer.append(self.qualified(table), rows)
             return
         try:

@@ -34,6 +34,9 @@ class CommonSettings(BaseSettings):
     location: str = Field("us-central1", description="Region for Vertex AI and the bucket.")
     dataset: str = Field("mlops", description="BigQuery dataset of sources, predictions, labels, events.")
     snapshot_dataset: str = Field("mlops_snapshots", description="BigQuery dataset of immutable training snapshots.")
+    bigquery_append_format: Literal["arrow", "proto"] = Field(
+        "arrow", description="How Storage Write API appends encode rows: Arrow record batches, or protocol "
+                             "buffers where a project is refused Arrow appends.")
     bucket: str = Field(description="Cloud Storage bucket for artifacts and pipeline specs.")
     dead_letter_topic: str = Field("mlops.dead-letter", description="Topic that poison messages are parked on.")
     vertex_endpoint: str | None = Field(

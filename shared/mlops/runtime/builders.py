@@ -36,12 +36,11 @@ def warehouse(settings: CommonSettings) -> SqlWarehouse:
 
     # Rows move through the Storage Read/Write APIs: in the cloud always, locally when the emulator's gRPC
     # port is known (a stack started before BIGQUERY_STORAGE_EMULATOR_HOST existed falls back to REST).
-    # On bqemulator, appends stay on insertAll: its Write API appends break while REST queries run.
     local_rest_only = settings.bigquery_emulator_host and not settings.bigquery_storage_emulator_host
     storage = None if local_rest_only else storage_clients(settings.bigquery_storage_emulator_host)
     return BigQueryWarehouse(bigquery_client(settings.project, settings.bigquery_emulator_host), settings.project, settings.dataset,
                              settings.snapshot_dataset, storage=storage,
-                             stream_appends=not settings.bigquery_emulator_host)
+                             append_format=settings.bigquery_append_format)
 
 
 def blob_store(settings: CommonSettings) -> BlobStore:
