@@ -4,7 +4,8 @@ Pub/Sub (and its emulator) validate a JSON-encoded message against the topic's A
 Avro's own JSON rules: every field present, union values wrapped as ``{"string": "x"}``. fastavro
 writes exactly that. Reading goes through fastavro too, which fills fields missing from an older
 payload with the current schema's defaults: an event archived before a schema gained an optional
-field decodes (is upcast) into today's class.
+field decodes (is upcast) into today's class. prediction.made, by far the busiest, is written and
+(when it has exactly today's shape) read directly, with the same result as fastavro's (contract tests).
 """
 
 from __future__ import annotations
@@ -98,6 +99,49 @@ def encode_generic(event: Event) -> bytes:
     return buffer.getvalue().strip().encode("utf-8")
 
 
+_PREDICTION_STRINGS = ("request_id", "model_version", "features", "predicted_at")
+_PREDICTION_UNIONS: dict[str, tuple[str, tuple[type, ...]]] = {
+    "predicted_label": ("string", (str,)), "predicted_value": ("double", (int, float)),
+    "score": ("double", (int, float)), "deployed_model_id": ("string", (str,))}
+_PREDICTION_FIELDS = frozenset((*_PREDICTION_STRINGS, *_PREDICTION_UNIONS, "latency_ms"))
+
+
+def _prediction_made_record(document: Any) -> dict[str, Any] | None:
+    """The record fastavro reads from a prediction.made document written by today's schema (every
+    field present, of its JSON type, unions wrapped), read directly; None for any other document,
+    which the generic reader then decides on (an older payload to upcast, or an error to name).
+
+    The inference-logger decodes several 5,000-prediction events a second: fastavro's pure-Python
+    JSON reader took ~0.5 s of CPU for one, this ~0.01 s (a contract test holds them equal)."""
+    if not isinstance(document, dict) or document.keys() != {"pipeline", "predictions"}:
+        return None
+    pipeline, items = document["pipeline"], document["predictions"]
+    if not isinstance(pipeline, str) or not isinstance(items, list):
+        return None
+    predictions = []
+    for item in items:
+        if not isinstance(item, dict) or item.keys() != _PREDICTION_FIELDS:
+            return None
+        if not all(isinstance(item[name], str) for name in _PREDICTION_STRINGS):
+            return None
+        latency = item["latency_ms"]
+        if not isinstance(latency, (int, float)) or isinstance(latency, bool):
+            return None
+        prediction = dict(item)
+        for name, (branch, kinds) in _PREDICTION_UNIONS.items():
+            wrapped = item[name]
+            if wrapped is None:
+                continue
+            if not isinstance(wrapped, dict) or wrapped.keys() != {branch}:
+                return None
+            value = wrapped[branch]
+            if not isinstance(value, kinds) or isinstance(value, bool):
+                return None
+            prediction[name] = value
+        predictions.append(prediction)
+    return {"pipeline": pipeline, "predictions": predictions}
+
+
 def _require_fields(event_type: str, document: Any) -> None:
     """Name every field that has neither a value nor a default (fastavro would name none)."""
     if not isinstance(document, dict):
@@ -112,6 +156,8 @@ def decode(event_type: str, data: bytes) -> Event:
     try:
         text = data.decode("utf-8")
         document = json.loads(text)  # a clear error for non-JSON before Avro's less readable one
+        if event_type == PredictionMade.EVENT_TYPE and (direct := _prediction_made_record(document)) is not None:
+            return build(event_type, direct)
         _require_fields(event_type, document)
         records = list(json_reader(io.StringIO(text), parsed_schema(event_type)))
     except EventValidationError:
