@@ -38,6 +38,7 @@ from typing import Any, Literal
 from uuid import uuid4
 
 import grpc
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from google.api_core import exceptions as api_errors
@@ -413,11 +414,23 @@ def _proto_requests(encoded: Sequence[bytes]) -> list[_Request]:
 
 
 def _arrow_requests(table: pa.Table) -> list[_Request]:
-    """The table as record batches of at most MAX_REQUEST_BYTES each (rows sized by the table's mean)."""
-    per_row = max(1, table.nbytes // max(1, table.num_rows))
-    rows_per_request = max(1, MAX_REQUEST_BYTES // per_row)
-    return [_Request(batch.num_rows, arrow_batch=batch)
-            for batch in table.combine_chunks().to_batches(max_chunksize=rows_per_request)]
+    """The table as record batches of at most MAX_REQUEST_BYTES each, by each row's own size (a batch of
+    archived events mixes rows of a few hundred bytes with rows of megabytes)."""
+    sizes = np.full(table.num_rows, 16, dtype=np.int64)  # validity bits and offsets, generously
+    for column in table.columns:
+        if pa.types.is_string(column.type) or pa.types.is_binary(column.type):
+            sizes += pc.fill_null(pc.binary_length(column), 0).to_numpy()
+        else:
+            sizes += column.type.bit_width // 8 or 8
+    ends = np.cumsum(sizes)
+    requests, start = [], 0
+    while start < table.num_rows:
+        budget = (ends[start - 1] if start else 0) + MAX_REQUEST_BYTES
+        stop = max(start + 1, int(np.searchsorted(ends, budget, side="right")))
+        batch = table.slice(start, stop - start).combine_chunks().to_batches()[0]
+        requests.append(_Request(batch.num_rows, arrow_batch=batch))
+        start = stop
+    return requests
 
 
 _STATUS_ERRORS = {5: api_errors.NotFound, 6: api_errors.AlreadyExists, 9: api_errors.FailedPrecondition,
