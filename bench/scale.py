@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from bench.common import (
+    CpuWindow,
     RowFeed,
     apply_spec,
     bench_stack,
@@ -84,6 +85,7 @@ def run(pipelines: int = 50, rows: int = 200, keep_data: bool = False, timeout_s
         landed: dict[str, float] = {}
         tick_ids: set[str] = set()
         with MemorySampler(roots) as memory:
+            window = CpuWindow(roots).start()
             say(f"landing {rows} rows for each of {pipelines} pipelines")
             for spec in specs:
                 result = land_rows(bs, spec, feed.take(rows))
@@ -95,6 +97,7 @@ def run(pipelines: int = 50, rows: int = 200, keep_data: bool = False, timeout_s
                 time.sleep(2.0)
                 deployed = _first_event_at(bs, set(names))
                 say(f"{len(deployed)}/{pipelines} deployed")
+            cpu = window.stop()
             at_end = _memory_split(bs, roots)
             reached = {stage: _first_event_at(bs, set(names), event_type) for stage, event_type in STAGE_EVENTS.items()}
         ticks = [e["elapsed_ms"] / 1000 for e in handled_lines(bs.data_dir)
@@ -116,10 +119,16 @@ def run(pipelines: int = 50, rows: int = 200, keep_data: bool = False, timeout_s
         "watcher_tick_p90_s": rounded(percentile(ticks, 90), 3), "watcher_ticks": len(ticks),
         "peak_stack_rss_gib": peak["peak_rss_gib"],
         **at_end,
+        "cpu_landing_to_deployed": {k: v for k, v in cpu.items() if k != "stack_cores_by_component"},
         "other_stack_processes_at_start": foreign,
         "targets": {"median_s": TARGET_MEDIAN_S, "memory_gib": TARGET_MEMORY_GIB, "deployed": pipelines},
         "meets": {"all_deployed": len(deployed) == pipelines,
                   "median": median is not None and median <= TARGET_MEDIAN_S,
                   "memory": peak["peak_rss_gib"] <= TARGET_MEMORY_GIB},
     }
-    return write_result(NAME, parameters, figures, {"memory": peak})
+    # The serving processes as one: their share, not 50 lines.
+    by_component: dict[str, float] = {}
+    for name, cores in cpu["stack_cores_by_component"].items():
+        key = "serving (all)" if name.startswith("serving-") else name
+        by_component[key] = round(by_component.get(key, 0.0) + cores, 3)
+    return write_result(NAME, parameters, figures, {"memory": peak, "stack_cores_by_component": by_component})
