@@ -20,6 +20,9 @@ locals {
   bigquery_types = { INT64 = "INTEGER", FLOAT64 = "FLOAT", BOOL = "BOOLEAN" }
   # Big, append-only tables are partitioned by day on their time column.
   partition_columns = { events = "publish_time", predictions = "predicted_at" }
+  # The inference-logger asks several times a second which of a batch's request ids a pipeline has
+  # logged within the dedupe horizon: clustered so, that query reads the blocks holding them.
+  clustering_columns = { predictions = ["pipeline", "request_id"] }
 }
 
 # Every API the services, the deploys and this Terraform call: bigquerystorage for the Storage Read and
@@ -102,6 +105,7 @@ resource "google_bigquery_table" "system" {
   dataset_id          = google_bigquery_dataset.main.dataset_id
   table_id            = each.key
   deletion_protection = var.protect_data
+  clustering          = lookup(local.clustering_columns, each.key, null)
   schema = jsonencode([
     for column in each.value : {
       name = column.name

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -282,3 +283,32 @@ def test_a_push_answers_after_its_own_round_not_after_the_rounds_that_follow():
     warehouse.release[1].set()
     follower.join(10)
     assert rows(warehouse) == [("p", "a"), ("p", "b")]
+
+
+def at(request_id: str, predicted_at: str) -> Prediction:
+    return prediction(request_id).model_copy(update={"predicted_at": predicted_at})
+
+
+def test_the_presence_check_looks_back_one_horizon_from_the_earliest_prediction(warehouse: InMemoryWarehouse):
+    logger = InferenceLogger(warehouse, dedupe_horizon=timedelta(hours=1))
+    asked: list[tuple[str, datetime] | None] = []
+    real = warehouse.present_values
+
+    def watching(table, column, values, where=None, since=None):
+        asked.append(since)
+        return real(table, column, values, where=where, since=since)
+
+    warehouse.present_values = watching  # type: ignore[method-assign]
+    first = PredictionMade(pipeline="p", predictions=[at("a", "2026-11-22T10:00:00Z"), at("b", "2026-11-22T09:30:00")])
+    logger.handle(first, envelope_of(first, "e1"))
+    assert asked == [("predicted_at", datetime(2026, 11, 22, 8, 30, tzinfo=UTC))]  # no offset: UTC, as the table
+
+    # A client retries "a" 50 minutes later: within the horizon, found, not logged twice.
+    retry = PredictionMade(pipeline="p", predictions=[at("a", "2026-11-22T10:50:00Z"), at("c", "2026-11-22T10:50:00Z")])
+    logger.handle(retry, envelope_of(retry, "e2"))
+    # A redelivery of the first batch a week later: its rows keep their times, so it is found too.
+    logger.handle(first, envelope_of(first, "e3"))
+    # A retry of "b" 3 hours after it: beyond the horizon, logged as a new row (the documented limit).
+    late = PredictionMade(pipeline="p", predictions=[at("b", "2026-11-22T12:30:00Z")])
+    logger.handle(late, envelope_of(late, "e4"))
+    assert rows(warehouse) == [("p", "a"), ("p", "b"), ("p", "b"), ("p", "c")]

@@ -10,7 +10,11 @@ the arrival rate (docs/performance.md, `logging`).
 
 Rows are keyed on (pipeline, request id), not on the event: before writing, a round asks which of
 its request ids each pipeline has already logged and writes only the others (and one row per
-request id within the round). So a redelivered batch, a batch the predictor re-published under
+request id within the round). It looks back from the round's earliest prediction time by the dedupe
+horizon (MLOPS_DEDUPE_HORIZON_HOURS, a day), not over the whole table: `predictions` is partitioned
+by `predicted_at`, so BigQuery reads the horizon's partitions, not every day ever logged, several
+times a second. A redelivered or re-published batch is always found (its rows keep their times);
+a client's retry with the same request id is found if it came within the horizon. So a redelivered batch, a batch the predictor re-published under
 another event id (a publish that timed out but landed), or a client's retry with the same request
 id adds no row twice. The append itself carries its stream offset, so the adapter's resend of an
 append whose answer was lost lands once too. Insert ids cannot do this (bqemulator ignores them;
@@ -28,18 +32,20 @@ import time
 from collections import defaultdict
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
-from mlops.core.events import Envelope, PredictionMade
+from mlops.core.events import Envelope, Prediction, PredictionMade
 from mlops.core.topology import PREDICTIONS_TABLE
 from mlops.ports.warehouse import Warehouse
 
 log = structlog.get_logger("inference-logger")
 
-# Request ids per presence read (the row restriction of a read session is limited to 1 MB).
+# Request ids per presence query.
 PRESENCE_CHECK_IDS = 10_000
+DEDUPE_HORIZON = timedelta(hours=24)
 
 
 @dataclass
@@ -50,8 +56,9 @@ class _Pending:
 
 
 class InferenceLogger:
-    def __init__(self, warehouse: Warehouse):
+    def __init__(self, warehouse: Warehouse, dedupe_horizon: timedelta = DEDUPE_HORIZON):
         self._warehouse = warehouse
+        self._horizon = dedupe_horizon
         self._turn = threading.Condition()
         self._waiting: list[_Pending] = []
         self._writing = False
@@ -97,19 +104,31 @@ class InferenceLogger:
                 self._writing = False
                 self._turn.notify_all()  # the waiting pushes: one of them writes the next round
 
+    def _look_back_from(self, predictions: list[Prediction]) -> tuple[str, datetime] | None:
+        """(`predicted_at`, the earliest prediction's time minus the horizon), a time read as the table
+        reads it (no offset is UTC); None (the whole table) if one is not a time at all, which the
+        append then refuses by name."""
+        try:
+            times = [datetime.fromisoformat(p.predicted_at.strip().replace("Z", "+00:00")) for p in predictions]
+        except ValueError:
+            return None
+        earliest = min(t if t.tzinfo else t.replace(tzinfo=UTC) for t in times)
+        return "predicted_at", earliest - self._horizon
+
     def _write(self, batch: list[_Pending]) -> list[int]:
-        by_pipeline: dict[str, list[str]] = defaultdict(list)
+        by_pipeline: dict[str, list[Prediction]] = defaultdict(list)
         for pending in batch:
-            by_pipeline[pending.made.pipeline].extend(p.request_id for p in pending.made.predictions)
+            by_pipeline[pending.made.pipeline].extend(pending.made.predictions)
         started = time.perf_counter()
         seen: dict[str, set[str]] = {}
-        for pipeline, ids in by_pipeline.items():
-            unique = list(dict.fromkeys(ids))
+        for pipeline, predictions in by_pipeline.items():
+            unique = list(dict.fromkeys(p.request_id for p in predictions))
+            since = self._look_back_from(predictions)
             logged: set[str] = set()
             for start in range(0, len(unique), PRESENCE_CHECK_IDS):
                 logged |= self._warehouse.present_values(PREDICTIONS_TABLE, "request_id",
                                                          unique[start:start + PRESENCE_CHECK_IDS],
-                                                         where={"pipeline": pipeline})
+                                                         where={"pipeline": pipeline}, since=since)
             seen[pipeline] = logged
         rows: list[dict[str, Any]] = []
         counts = []

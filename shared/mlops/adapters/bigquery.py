@@ -220,7 +220,8 @@ class BigQueryWarehouse:
         return bool(self._select(table, sql, {"value": value}))
 
     def present_values(self, table: str, column: str, values: Sequence[str],
-                       where: Mapping[str, str] | None = None) -> set[str]:
+                       where: Mapping[str, str] | None = None,
+                       since: tuple[str, datetime] | None = None) -> set[str]:
         if not values:
             return set()
         # A query, not a read session: bqemulator translates a row restriction's IN list id by id
@@ -235,6 +236,9 @@ class BigQueryWarehouse:
         for index, (name, value) in enumerate((where or {}).items()):
             conditions.append(f"{quote_column(name)} = @where{index}")
             params[f"where{index}"] = value
+        if since is not None:  # on a table partitioned by that column, BigQuery reads those partitions only
+            conditions.append(f"{quote_column(since[0])} >= @since")
+            params["since"] = since[1]
         sql = (f"SELECT DISTINCT {quote_column(column)} AS value FROM {self._table(table)} "
                f"WHERE {' AND '.join(conditions)}")
         return {row["value"] for row in self._select(table, sql, params)}

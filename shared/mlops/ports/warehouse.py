@@ -137,10 +137,13 @@ class Warehouse(Protocol):
         """Whether any row has `column = value` (a stage's idempotence check on its input event id)."""
 
     def present_values(self, table: str, column: str, values: Sequence[str],
-                       where: Mapping[str, str] | None = None) -> set[str]:
+                       where: Mapping[str, str] | None = None,
+                       since: tuple[str, datetime] | None = None) -> set[str]:
         """Which of `values` some row already holds in `column`, among the rows whose `where` columns
-        equal their values: one query for a batch keyed on its items (the inference-logger writes
-        only the request ids of a pipeline it has not logged yet). A column the table lacks raises
+        equal their values and, with `since` = (time column, moment), whose time is at or after the
+        moment: one query for a batch keyed on its items (the inference-logger writes only the
+        request ids of a pipeline it has not logged yet, looking back a bounded time, so that
+        BigQuery reads the partitions of that time only). A column the table lacks raises
         `WarehouseError`."""
 
     def source_status(self, table: str, after: datetime | None) -> SourceStatus:

@@ -271,6 +271,19 @@ class WarehouseContract:
         with pytest.raises(TableNotFound):
             warehouse.present_values("no_such_table", "request_id", ["req-1"])
 
+    def test_present_values_looks_back_only_as_far_as_asked(self, warehouse: Warehouse) -> None:
+        # The inference-logger bounds its look by the batch's prediction times (partition pruning).
+        old, new = prediction("p", "req-old", {}), prediction("p", "req-new", {})
+        old["predicted_at"], new["predicted_at"] = T1.isoformat(), T2.isoformat()
+        warehouse.insert_rows(PREDICTIONS_TABLE, [old, new])
+        ids = ["req-old", "req-new", "req-none"]
+        assert warehouse.present_values(PREDICTIONS_TABLE, "request_id", ids, where={"pipeline": "p"},
+                                        since=("predicted_at", T2)) == {"req-new"}
+        assert warehouse.present_values(PREDICTIONS_TABLE, "request_id", ids, where={"pipeline": "p"},
+                                        since=("predicted_at", T1)) == {"req-old", "req-new"}
+        assert warehouse.present_values(PREDICTIONS_TABLE, "request_id", ids,
+                                        since=("predicted_at", T2 + timedelta(seconds=1))) == set()
+
     # -- source status and snapshots -------------------------------------------------------------
     def test_source_status_counts_rows_new_after_a_time_and_the_watermark(self, warehouse: Warehouse) -> None:
         with_source(warehouse)

@@ -251,11 +251,13 @@ class InMemoryWarehouse:
         return any(r[column] == value for r in self._rows(self.qualified(table), [column]))
 
     def present_values(self, table: str, column: str, values: Sequence[str],
-                       where: Mapping[str, str] | None = None) -> set[str]:
+                       where: Mapping[str, str] | None = None,
+                       since: tuple[str, datetime] | None = None) -> set[str]:
         conditions = dict(where or {})
         wanted = set(values)
-        rows = self._rows(self.qualified(table), [column, *conditions])
-        return {r[column] for r in rows if r[column] in wanted and all(r[k] == v for k, v in conditions.items())}
+        rows = self._rows(self.qualified(table), [column, *conditions, *([since[0]] if since else [])])
+        return {r[column] for r in rows if r[column] in wanted and all(r[k] == v for k, v in conditions.items())
+                and (since is None or (r[since[0]] is not None and r[since[0]] >= since[1]))}
 
     def source_status(self, table: str, after: datetime | None) -> SourceStatus:
         rows = self._rows(self.qualified(table), [INGESTED_AT_COLUMN])
