@@ -18,8 +18,9 @@ a value the column's type cannot hold), so a batch with a bad row sends nothing:
 insertAll without skipInvalidRows. They travel as an Arrow record batch (`arrow_rows`), or as protocol
 buffers with `append_format="proto"` (MLOPS_BIGQUERY_APPEND_FORMAT): Arrow appends were an allowlisted
 preview when the API gained them (2024; the 2.43 client no longer says so), proto rows are the API's
-first format. Arrow is the default because its cost does not grow with Python work per row: on
-bqemulator a 5,000-row append took 4x less time than as proto rows (docs/performance.md, section 6).
+first format. Arrow is the default: one conversion per column instead of one message per row, and on
+bqemulator, which decodes proto rows one by one in Python, a 5,000-row append took a quarter of the
+time (docs/performance.md, section 6).
 
 Loads (`mlops ingest`) are not appends: the adapter runs a load job from Parquet, whose rows
 `arrow_rows` builds and checks the same way, or `arrow_table` conforms when they come as Arrow columns
@@ -241,10 +242,6 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-_ARROW_TYPES = {"INT64": pa.int64(), "FLOAT64": pa.float64(), "BOOL": pa.bool_(), "STRING": pa.string(),
-                "TIMESTAMP": pa.timestamp("us", tz="UTC"), "DATE": pa.date32()}
-
-
 @dataclass(frozen=True)
 class TableSchema:
     """A table's columns and the protocol buffer message its rows are encoded as."""
@@ -252,7 +249,6 @@ class TableSchema:
     columns: tuple[tuple[str, str, str], ...]  # (name, GoogleSQL type, mode)
     descriptor: descriptor_pb2.DescriptorProto
     message: Any  # the generated message class
-    arrow: pa.Schema  # what `arrow_rows` builds for these columns
 
     @classmethod
     def of(cls, columns: Sequence[tuple[str, str, str]]) -> TableSchema:
@@ -266,9 +262,7 @@ class TableSchema:
         pool = descriptor_pool.DescriptorPool()
         pool.Add(file)
         message = message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.Row"))
-        arrow = pa.schema([pa.field(name, _ARROW_TYPES.get(kind, pa.string()), nullable=mode != "REQUIRED")
-                           for name, kind, mode in columns])
-        return cls(tuple(columns), proto, message, arrow)
+        return cls(tuple(columns), proto, message)
 
     def encode(self, rows: Sequence[Row], table: str) -> list[bytes]:
         """Each row as serialized proto bytes; every problem of the batch at once as a WarehouseError."""
@@ -294,6 +288,10 @@ class TableSchema:
         if problems:
             raise WarehouseError(f"{len(problems)} problem(s) with rows for {table}: {problems[:5]}")
         return encoded
+
+
+_ARROW_TYPES = {"INT64": pa.int64(), "FLOAT64": pa.float64(), "BOOL": pa.bool_(), "STRING": pa.string(),
+                "TIMESTAMP": pa.timestamp("us", tz="UTC"), "DATE": pa.date32()}
 
 
 def arrow_rows(columns: Sequence[tuple[str, str, str]], rows: Sequence[Row], table: str) -> pa.Table:
@@ -450,7 +448,7 @@ def _append_call(client: bigquery_storage_v1.BigQueryWriteClient, stream: str, s
     The writer schema travels with the request, as on the first request of every connection."""
     if request.arrow_batch is not None:
         rows = types.AppendRowsRequest.ArrowData(
-            writer_schema=types.ArrowSchema(serialized_schema=schema.arrow.serialize().to_pybytes()),
+            writer_schema=types.ArrowSchema(serialized_schema=request.arrow_batch.schema.serialize().to_pybytes()),
             rows=types.ArrowRecordBatch(serialized_record_batch=request.arrow_batch.serialize().to_pybytes(),
                                         row_count=request.row_count))
         message = types.AppendRowsRequest(write_stream=stream, offset=offset, arrow_rows=rows)
