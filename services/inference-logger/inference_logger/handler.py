@@ -4,20 +4,21 @@ The predictor already batches (one `prediction.made` carries up to thousands of 
 pushes that arrive together are written together (group commit): a push that finds no write under
 way writes every batch waiting at that moment as one round; pushes arriving meanwhile wait, and when
 the round ends one of them writes the next round for all of them. Each push answers once its own
-round is written (or with the round's error, so Pub/Sub redelivers it). A round is one presence read and one Storage Write API append for all its batches, however
-many there are: under load, rows per round grow instead of rounds queueing up, so throughput follows
-the arrival rate (docs/performance.md, `logging`).
+round is written (or with the round's error, so Pub/Sub redelivers it). A round is one presence
+query and one Storage Write API append for all its batches, however many there are: under load, rows
+per round grow instead of rounds queueing up, so throughput follows the arrival rate
+(docs/performance.md, `logging`).
 
 Rows are keyed on (pipeline, request id), not on the event: before writing, a round asks which of
 its request ids each pipeline has already logged and writes only the others (and one row per
-request id within the round). It looks back from the round's earliest prediction time by the dedupe
+request id within the round). So a redelivered batch, a batch the predictor re-published under
+another event id (a publish that timed out but landed), or a client's retry with the same request
+id adds no row twice. The check looks back from the round's earliest prediction by the dedupe
 horizon (MLOPS_DEDUPE_HORIZON_HOURS, a day), not over the whole table: `predictions` is partitioned
 by `predicted_at`, so BigQuery reads the horizon's partitions, not every day ever logged, several
-times a second. A redelivered or re-published batch is always found (its rows keep their times);
-a client's retry with the same request id is found if it came within the horizon. So a redelivered batch, a batch the predictor re-published under
-another event id (a publish that timed out but landed), or a client's retry with the same request
-id adds no row twice. The append itself carries its stream offset, so the adapter's resend of an
-append whose answer was lost lands once too. Insert ids cannot do this (bqemulator ignores them;
+times a second. A redelivered or re-published batch is always within it (its rows keep their
+times); a client's retry is, if it came within the horizon. The append itself carries its stream
+offset, so the adapter's resend of an append whose answer was lost lands once too. Insert ids cannot do this (bqemulator ignores them;
 BigQuery dedupes them only best-effort).
 
 Rounds never overlap (one writer at a time), so two overlapping batches cannot both find a request
